@@ -1,0 +1,400 @@
+"""The checks of the data quality gate, one clip at a time (leakage.py checks across splits).
+
+Every problem becomes one line ``<file>: clip <id> frame <n> <field>: <problem>`` (frame and
+field left out where they do not apply), so that a failing gate tells the user which file to
+open and where. ``check_clip`` runs in worker processes: it takes plain arguments and returns
+a picklable ``ClipResult`` that also carries the label and image statistics for the report.
+
+Geometry conventions (schema.py): pixel centres sit at integer coordinates, boxes are
+x1 y1 x2 y2 pixels clipped to the image; a coordinate counts as inside the image when it lies
+in [-TOL_PX, size + TOL_PX].
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from perception.dataset.data_profile import image_stats
+from perception.dataset.schema import Clip, ClipMeta, FormatError, FrameLabel
+from serving.contract import CLASS_NAMES, LANE_COLORS, LANE_SLOTS, LANE_STYLES
+
+TOL_PX = 0.5  # pixels a box corner or lane point may lie outside the image
+JPEG_EOI = b"\xff\xd9"  # every complete JPEG ends with this marker
+
+
+@dataclass
+class ClipResult:
+    """Outcome of checking one clip. Box sizes are pixels; image stats come from frames
+    decoded at 1/4 size (see data_profile.image_stats)."""
+
+    clip_id: str
+    path: str
+    errors: list[str] = field(default_factory=list)
+    num_frames: int = 0  # labels read from labels.jsonl
+    tags: dict[str, str] = field(default_factory=dict)
+    image_size: tuple[int, int] | None = None  # (width, height) from calib.json
+    class_counts: dict[str, int] = field(default_factory=dict)
+    slot_counts: dict[str, int] = field(default_factory=dict)
+    objects_per_frame: list[int] = field(default_factory=list)
+    lanes_per_frame: list[int] = field(default_factory=list)
+    boxes: list[tuple[str, float, float]] = field(default_factory=list)  # (class, w, h)
+    hashes: list[tuple[str, int, str]] = field(default_factory=list)  # (hash, frame, image)
+    image_stats: list[dict[str, float]] = field(default_factory=list)  # sampled frames
+
+
+def problem(
+    path: Path | str, clip: str, what: str, frame: int | None = None, fld: str | None = None
+) -> str:
+    """Format one problem line: ``path: clip c frame n field: what``."""
+    where = f"clip {clip}" + (f" frame {frame}" if frame is not None else "")
+    return f"{path}: {where}" + (f" {fld}" if fld else "") + f": {what}"
+
+
+def content_hash(data: bytes) -> str:
+    """Hex digest identifying an image file's bytes (128-bit BLAKE2b)."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _inside(x: float, size: int) -> bool:
+    return -TOL_PX <= x <= size + TOL_PX
+
+
+def check_obstacles(
+    lab: FrameLabel, size: tuple[int, int] | None, err: list[str], path: Path, clip: str
+) -> None:
+    """Class names and boxes (finite, positive area, inside the image)."""
+    for i, ob in enumerate(lab.obstacles):
+        if ob.cls not in CLASS_NAMES:
+            err.append(
+                problem(path, clip, f"unknown class {ob.cls!r}", lab.frame, f"obstacles[{i}].cls")
+            )
+        box, fld = ob.box, f"obstacles[{i}].box"
+        if len(box) != 4 or not all(isinstance(v, int | float) and math.isfinite(v) for v in box):
+            err.append(problem(path, clip, f"not 4 finite numbers {box}", lab.frame, fld))
+            continue
+        x1, y1, x2, y2 = box
+        if x2 <= x1 or y2 <= y1:
+            kind = "zero" if x2 == x1 or y2 == y1 else "negative"
+            err.append(problem(path, clip, f"{kind} area {box}", lab.frame, fld))
+        elif size is not None and not (
+            _inside(x1, size[0])
+            and _inside(x2, size[0])
+            and _inside(y1, size[1])
+            and _inside(y2, size[1])
+        ):
+            err.append(
+                problem(path, clip, f"outside the {size[0]}x{size[1]} image {box}", lab.frame, fld)
+            )
+
+
+def check_lanes(
+    lab: FrameLabel, size: tuple[int, int] | None, n_h: int, err: list[str], path: Path, clip: str
+) -> None:
+    """Slots (known, once per frame), style/colour, points (on the image, v decreasing)."""
+    seen: set[str] = set()
+    for i, lane in enumerate(lab.lanes):
+        pre = f"lanes[{i}]"
+        if lane.slot not in LANE_SLOTS:
+            err.append(problem(path, clip, f"unknown slot {lane.slot!r}", lab.frame, pre + ".slot"))
+        elif lane.slot in seen:
+            err.append(
+                problem(
+                    path, clip, f"slot {lane.slot} twice in the frame", lab.frame, pre + ".slot"
+                )
+            )
+        seen.add(lane.slot)
+        if lane.style not in LANE_STYLES:
+            err.append(
+                problem(path, clip, f"unknown style {lane.style!r}", lab.frame, pre + ".style")
+            )
+        if lane.color not in LANE_COLORS:
+            err.append(
+                problem(path, clip, f"unknown color {lane.color!r}", lab.frame, pre + ".color")
+            )
+        if n_h and lane.x_at_h and len(lane.x_at_h) != n_h:
+            err.append(
+                problem(
+                    path,
+                    clip,
+                    f"{len(lane.x_at_h)} values for {n_h} h_samples",
+                    lab.frame,
+                    pre + ".x_at_h",
+                )
+            )
+        _check_lane_points(lane.points, size, err, path, clip, lab.frame, pre + ".points")
+
+
+def _check_lane_points(
+    points: Sequence[Sequence[float]],
+    size: tuple[int, int] | None,
+    err: list[str],
+    path: Path,
+    clip: str,
+    frame: int,
+    pre: str,
+) -> None:
+    if len(points) < 2:
+        err.append(problem(path, clip, f"{len(points)} points, a lane needs 2", frame, pre))
+        return
+    prev_v = math.inf
+    for j, pt in enumerate(points):
+        fld = f"{pre}[{j}]"
+        if len(pt) != 2 or not all(isinstance(c, int | float) and math.isfinite(c) for c in pt):
+            err.append(problem(path, clip, f"not a finite (u, v) pair {pt}", frame, fld))
+            return
+        u, v = pt
+        if size is not None and not (_inside(u, size[0]) and _inside(v, size[1])):
+            err.append(
+                problem(path, clip, f"({u}, {v}) off the {size[0]}x{size[1]} image", frame, fld)
+            )
+            return
+        if v >= prev_v:
+            err.append(
+                problem(
+                    path,
+                    clip,
+                    f"v {v} not above the previous point's {prev_v} "
+                    "(points go bottom to top, v strictly decreasing)",
+                    frame,
+                    fld,
+                )
+            )
+            return
+        prev_v = v
+
+
+def read_labels(clip: Clip, err: list[str]) -> list[FrameLabel]:
+    """Parse labels.jsonl line by line, recording malformed lines instead of stopping."""
+    p = clip.path / "labels.jsonl"
+    if not p.is_file():
+        err.append(problem(p, clip.clip_id, "missing file"))
+        return []
+    labels = []
+    with p.open() as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                labels.append(FrameLabel.from_dict(json.loads(line)))
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+                err.append(problem(p, clip.clip_id, f"malformed label ({e})", None, f"line {n}"))
+    return labels
+
+
+def check_timing(
+    labels: list[FrameLabel],
+    t_sensor: np.ndarray | None,
+    tol_ms: float,
+    err: list[str],
+    path: Path,
+    clip: str,
+) -> None:
+    """Frame indices and timestamps strictly increasing; a sensor sample within tol_ms of
+    every frame (timestamps are nanoseconds)."""
+    sorted_t = np.sort(t_sensor) if t_sensor is not None and len(t_sensor) else None
+    for k, lab in enumerate(labels):
+        if k and lab.frame <= labels[k - 1].frame:
+            err.append(
+                problem(
+                    path,
+                    clip,
+                    f"frame index not after previous {labels[k - 1].frame}",
+                    lab.frame,
+                    "frame",
+                )
+            )
+        if k and lab.timestamp_ns <= labels[k - 1].timestamp_ns:
+            err.append(
+                problem(
+                    path,
+                    clip,
+                    f"{lab.timestamp_ns} not after the previous "
+                    f"frame's {labels[k - 1].timestamp_ns}",
+                    lab.frame,
+                    "timestamp_ns",
+                )
+            )
+        if sorted_t is None:
+            continue
+        i = int(np.searchsorted(sorted_t, lab.timestamp_ns))
+        near = [
+            abs(int(sorted_t[j]) - lab.timestamp_ns) for j in (i - 1, i) if 0 <= j < len(sorted_t)
+        ]
+        gap_ms = min(near) / 1e6
+        if gap_ms > tol_ms:
+            err.append(
+                problem(
+                    path,
+                    clip,
+                    f"no sensor sample within {tol_ms:g} ms (nearest {gap_ms:.1f} ms away)",
+                    lab.frame,
+                    "timestamp_ns",
+                )
+            )
+
+
+def check_sensors(clip: Clip, err: list[str]) -> np.ndarray | None:
+    """sensors.csv: readable, finite, t_ns strictly increasing. Returns t_ns or None."""
+    p = clip.path / "sensors.csv"
+    try:
+        rows = clip.sensors()
+    except FormatError as e:
+        msg = str(e)
+        err.append(problem(p, clip.clip_id, msg.split(": ", 1)[1] if ": " in msg else msg))
+        return None
+    t = rows["t_ns"]
+    for name in rows.dtype.names or ():
+        bad = np.flatnonzero(~np.isfinite(rows[name].astype(np.float64)))
+        if len(bad):
+            err.append(problem(p, clip.clip_id, "not finite", None, f"line {bad[0] + 2} {name}"))
+    steps = np.flatnonzero(np.diff(t) <= 0)
+    if len(steps):
+        k = int(steps[0]) + 1
+        err.append(
+            problem(
+                p,
+                clip.clip_id,
+                f"{t[k]} not after the previous line's {t[k - 1]} "
+                "(timestamps must strictly increase)",
+                None,
+                f"line {k + 2} t_ns",
+            )
+        )
+    return t
+
+
+def check_image(
+    clip: Clip, lab: FrameLabel, size: tuple[int, int] | None, sample: bool, res: ClipResult
+) -> None:
+    """Decode one frame; check completeness and size; hash it; stats when sampled."""
+    p = clip.frame_path(lab)
+    try:
+        data = p.read_bytes()
+    except (FileNotFoundError, IsADirectoryError):
+        res.errors.append(problem(p, clip.clip_id, "missing file", lab.frame, "image"))
+        return
+    res.hashes.append((content_hash(data), lab.frame, lab.image))
+    buf = np.frombuffer(data, np.uint8)
+    img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if len(buf) else None
+    truncated = p.suffix.lower() in (".jpg", ".jpeg") and not data.rstrip(b"\0").endswith(JPEG_EOI)
+    if img is None or truncated:
+        what = "truncated JPEG (no end-of-image marker)" if img is not None else "unreadable"
+        res.errors.append(
+            problem(p, clip.clip_id, f"{what} image ({len(data)} bytes)", lab.frame, "image")
+        )
+        return
+    h, w = img.shape[:2]
+    if size is not None and (w, h) != size:
+        res.errors.append(
+            problem(
+                p,
+                clip.clip_id,
+                f"size {w}x{h}, calib.json says {size[0]}x{size[1]}",
+                lab.frame,
+                "image",
+            )
+        )
+    if sample:
+        small = cv2.imdecode(buf, cv2.IMREAD_REDUCED_COLOR_4)
+        if small is not None:
+            res.image_stats.append({"frame": float(lab.frame), **image_stats(small)})
+
+
+def _calib_size(clip: Clip, err: list[str]) -> tuple[int, int] | None:
+    try:
+        calib = clip.calib
+    except FormatError as e:
+        err.append(problem(clip.path / "calib.json", clip.clip_id, str(e).split(": ", 1)[-1]))
+        return None
+    if calib.image_width <= 0 or calib.image_height <= 0:
+        err.append(
+            problem(
+                clip.path / "calib.json",
+                clip.clip_id,
+                "must be positive",
+                None,
+                "image_width/image_height",
+            )
+        )
+        return None
+    return int(calib.image_width), int(calib.image_height)
+
+
+def _meta(clip: Clip, err: list[str]) -> ClipMeta | None:
+    p = clip.path / "meta.json"
+    try:
+        meta = clip.meta
+    except FormatError as e:
+        err.append(problem(p, clip.clip_id, str(e).split(": ", 1)[-1]))
+        return None
+    if meta.clip_id != clip.clip_id:
+        err.append(
+            problem(p, clip.clip_id, f"{meta.clip_id!r} is not the folder name", None, "clip_id")
+        )
+    return meta
+
+
+def _label_stats(lab: FrameLabel, res: ClipResult, cls: Counter, slots: Counter) -> None:
+    res.objects_per_frame.append(len(lab.obstacles))
+    res.lanes_per_frame.append(len(lab.lanes))
+    cls.update(o.cls for o in lab.obstacles)
+    slots.update(lane.slot for lane in lab.lanes)
+    for o in lab.obstacles:
+        if len(o.box) == 4 and o.box[2] > o.box[0] and o.box[3] > o.box[1]:
+            res.boxes.append((o.cls, float(o.box[2] - o.box[0]), float(o.box[3] - o.box[1])))
+
+
+def check_clip(
+    clip_dir: str, sync_tolerance_ms: float, sample_every: int = 0, check_images: bool = True
+) -> ClipResult:
+    """Run every per-clip check on the folder clip_dir. Frames at positions
+    sample_every//2, +sample_every, ... get image statistics (0: none)."""
+    cv2.setNumThreads(1)
+    clip = Clip(clip_dir)
+    res = ClipResult(clip.clip_id, str(clip.path))
+    if not clip.path.is_dir():
+        res.errors.append(problem(clip.path, clip.clip_id, "missing clip folder"))
+        return res
+    size = _calib_size(clip, res.errors)
+    meta = _meta(clip, res.errors)
+    labels = read_labels(clip, res.errors)
+    t_sensor = check_sensors(clip, res.errors)
+    res.num_frames, res.image_size = len(labels), size
+    res.tags = dict(meta.tags) if meta else {}
+    lp = clip.path / "labels.jsonl"
+    if (
+        meta is not None
+        and (clip.path / "labels.jsonl").is_file()
+        and meta.num_frames != len(labels)
+    ):
+        res.errors.append(
+            problem(
+                clip.path / "meta.json",
+                clip.clip_id,
+                f"{meta.num_frames} but labels.jsonl has {len(labels)} frames",
+                None,
+                "num_frames",
+            )
+        )
+    check_timing(labels, t_sensor, sync_tolerance_ms, res.errors, lp, clip.clip_id)
+    cls: Counter[str] = Counter()
+    slots: Counter[str] = Counter()
+    n_h = len(meta.h_samples) if meta else 0
+    for k, lab in enumerate(labels):
+        check_obstacles(lab, size, res.errors, lp, clip.clip_id)
+        check_lanes(lab, size, n_h, res.errors, lp, clip.clip_id)
+        _label_stats(lab, res, cls, slots)
+        if check_images:
+            sample = sample_every > 0 and k % sample_every == sample_every // 2
+            check_image(clip, lab, size, sample, res)
+    res.class_counts, res.slot_counts = dict(cls), dict(slots)
+    return res

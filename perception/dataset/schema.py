@@ -1,0 +1,267 @@
+"""The on-disk dataset format (schema version 1): one folder per clip.
+
+    <root>/manifest.json             schema version, source, generator, seed, clip list, counts
+    <root>/clips/<clip_id>/
+        calib.json                   serving.geometry.Calib fields + schema_version
+        meta.json                    clip id, source, fps, frame count, h_samples, scenario tags
+        labels.jsonl                 one FrameLabel per line, in frame order
+        sensors.csv                  t_ns,speed_mps,yaw_rate_rps,accel_mps2,steering_rad
+        frames/000000.jpg ...        camera frames, named by frame index
+
+Conventions (also in the README): boxes are x1 y1 x2 y2 in pixels, clipped to the image;
+lane points are (u, v) pixels ordered bottom to top (v strictly decreasing); ``x_at_h`` is
+TuSimple's x per ``h_samples`` row with -2 where the lane has no point; 3D quantities are in
+the ego frame of serving.geometry (x forward, y left, z up, metres). Timestamps are
+nanoseconds of a monotonic clock shared by the camera and the sensors.
+
+Why one folder per clip: splits happen by clip so that no scene leaks from train to test, a
+clip is the unit that generation writes atomically, and a user's own recording maps onto it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from serving.contract import CLASS_NAMES, LANE_SLOTS
+from serving.files import atomic_write_json, atomic_write_text
+from serving.geometry import Calib
+
+SCHEMA_VERSION = 1
+SENSOR_COLUMNS = ("t_ns", "speed_mps", "yaw_rate_rps", "accel_mps2", "steering_rad")
+TAG_KEYS = ("time_of_day", "weather", "road", "traffic")
+
+
+class FormatError(ValueError):
+    """A dataset file that does not follow the schema; the message names file and field."""
+
+
+@dataclass
+class Lane:
+    slot: str                      # one of serving.contract.LANE_SLOTS
+    points: list[list[float]]      # (u, v) pixels, bottom to top
+    x_at_h: list[float]            # TuSimple x per h_samples row, -2 = no point
+    style: str = "solid"           # solid | dashed | double | none (unknown / not painted)
+    color: str = "white"
+    points_3d: list[list[float]] | None = None  # ego frame metres, one per point (sim only)
+
+
+@dataclass
+class Obstacle:
+    track_id: int
+    cls: str                       # one of serving.contract.CLASS_NAMES
+    box: list[float]               # x1 y1 x2 y2 pixels, clipped to the image
+    position_m: list[float] | None = None  # bottom-face centre, ego frame
+    dims_m: list[float] | None = None      # length, width, height
+    yaw_rad: float = 0.0           # heading relative to ego x, positive to the left
+    distance_m: float | None = None        # forward distance to the object's nearest point
+    rel_velocity_mps: list[float] | None = None  # (vx, vy) relative to ego, ego frame
+    occlusion: float = 0.0         # fraction of the object hidden by nearer objects
+    truncation: float = 0.0        # fraction of the object outside the image
+
+
+@dataclass
+class FrameLabel:
+    frame: int
+    image: str                     # path relative to the clip folder
+    timestamp_ns: int
+    lanes: list[Lane] = field(default_factory=list)
+    obstacles: list[Obstacle] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        # vars() instead of dataclasses.asdict: no deep copy, this runs for every frame
+        lanes = [{k: v for k, v in vars(lane).items() if v is not None} for lane in self.lanes]
+        d = {"frame": self.frame, "image": self.image, "timestamp_ns": self.timestamp_ns,
+             "lanes": lanes, "obstacles": [vars(o) for o in self.obstacles]}
+        return json.dumps(d, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FrameLabel:
+        return cls(
+            frame=int(d["frame"]), image=str(d["image"]), timestamp_ns=int(d["timestamp_ns"]),
+            lanes=[Lane(**lane) for lane in d.get("lanes", [])],
+            obstacles=[Obstacle(**o) for o in d.get("obstacles", [])],
+        )
+
+
+@dataclass
+class ClipMeta:
+    clip_id: str
+    source: str                    # "sim", "tusimple", "bdd100k", ...
+    fps: float
+    num_frames: int
+    h_samples: list[int]
+    tags: dict[str, str] = field(default_factory=dict)    # TAG_KEYS -> value
+    events: list[str] = field(default_factory=list)       # cut_in, lead_brake, ...
+    schema_version: int = SCHEMA_VERSION
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ClipMeta:
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        obj = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FormatError(f"{path}: missing file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise FormatError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(obj, dict):
+        raise FormatError(f"{path}: expected a JSON object")
+    return obj
+
+
+class Clip:
+    """Read access to one clip folder. Files are read lazily and cached."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._labels: list[FrameLabel] | None = None
+
+    @property
+    def clip_id(self) -> str:
+        return self.path.name
+
+    @property
+    def calib(self) -> Calib:
+        p = self.path / "calib.json"
+        try:
+            return Calib.from_dict(_read_json(p))
+        except (TypeError, ValueError) as e:
+            if isinstance(e, FormatError):
+                raise
+            raise FormatError(f"{p}: {e}") from None
+
+    @property
+    def meta(self) -> ClipMeta:
+        p = self.path / "meta.json"
+        try:
+            return ClipMeta.from_dict(_read_json(p))
+        except TypeError as e:
+            raise FormatError(f"{p}: {e}") from None
+
+    @property
+    def labels(self) -> list[FrameLabel]:
+        if self._labels is None:
+            self._labels = list(self.iter_labels())
+        return self._labels
+
+    def iter_labels(self) -> Iterator[FrameLabel]:
+        p = self.path / "labels.jsonl"
+        if not p.exists():
+            raise FormatError(f"{p}: missing file")
+        with p.open() as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    yield FrameLabel.from_dict(json.loads(line))
+                except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+                    raise FormatError(f"{p}: line {n}: malformed label ({e})") from None
+
+    def sensors(self) -> np.ndarray:
+        """Structured array with SENSOR_COLUMNS; t_ns int64, the rest float64."""
+        p = self.path / "sensors.csv"
+        if not p.exists():
+            raise FormatError(f"{p}: missing file")
+        dtype = [("t_ns", np.int64)] + [(c, np.float64) for c in SENSOR_COLUMNS[1:]]
+        with p.open() as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is None or tuple(header) != SENSOR_COLUMNS:
+                raise FormatError(f"{p}: header must be {','.join(SENSOR_COLUMNS)}")
+            rows = []
+            for n, row in enumerate(reader, 2):
+                try:
+                    rows.append((int(row[0]), *map(float, row[1:5])))
+                except (ValueError, IndexError):
+                    raise FormatError(f"{p}: line {n}: malformed row") from None
+        return np.array(rows, dtype=dtype)
+
+    def frame_path(self, label: FrameLabel) -> Path:
+        return self.path / label.image
+
+
+class Dataset:
+    """A dataset root: manifest.json plus clips/<clip_id>/."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    @property
+    def manifest(self) -> dict:
+        m = _read_json(self.root / "manifest.json")
+        if m.get("schema_version") != SCHEMA_VERSION:
+            raise FormatError(f"{self.root / 'manifest.json'}: schema_version "
+                              f"{m.get('schema_version')!r}, this reader knows {SCHEMA_VERSION}")
+        return m
+
+    def clip_ids(self) -> list[str]:
+        return [c["clip_id"] for c in self.manifest["clips"]]
+
+    def clip(self, clip_id: str) -> Clip:
+        return Clip(self.root / "clips" / clip_id)
+
+    def clips(self) -> list[Clip]:
+        return [self.clip(c) for c in self.clip_ids()]
+
+
+def sensors_to_csv(rows: np.ndarray) -> str:
+    """rows: float64[N, 5] in SENSOR_COLUMNS order (t_ns as a whole number)."""
+    buf = io.StringIO()
+    buf.write(",".join(SENSOR_COLUMNS) + "\n")
+    for r in rows:
+        buf.write(f"{int(r[0])},{r[1]:.4f},{r[2]:.5f},{r[3]:.4f},{r[4]:.5f}\n")
+    return buf.getvalue()
+
+
+class ClipWriter:
+    """Writes a clip into a hidden temporary folder and renames it into place on close(), so a
+    crash never leaves a clip that looks complete."""
+
+    def __init__(self, clips_dir: str | Path, clip_id: str):
+        self.final = Path(clips_dir) / clip_id
+        self.tmp = Path(clips_dir) / f".{clip_id}.tmp-{os.getpid()}"
+        if self.tmp.exists():
+            shutil.rmtree(self.tmp)
+        (self.tmp / "frames").mkdir(parents=True)
+        self._labels = (self.tmp / "labels.jsonl").open("w")
+
+    def write_frame(self, label: FrameLabel, encoded_image: bytes | None = None) -> None:
+        if encoded_image is not None:
+            (self.tmp / label.image).write_bytes(encoded_image)
+        self._labels.write(label.to_json() + "\n")
+
+    def close(self, calib: Calib, meta: ClipMeta, sensors: np.ndarray) -> Path:
+        self._labels.close()
+        atomic_write_json(self.tmp / "calib.json",
+                          {"schema_version": SCHEMA_VERSION, **calib.to_dict()})
+        atomic_write_json(self.tmp / "meta.json", asdict(meta))
+        atomic_write_text(self.tmp / "sensors.csv", sensors_to_csv(sensors))
+        if self.final.exists():
+            shutil.rmtree(self.final)
+        os.replace(self.tmp, self.final)
+        return self.final
+
+    def abort(self) -> None:
+        self._labels.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def write_manifest(root: str | Path, source: str, clips: list[dict], **extra: object) -> None:
+    """clips: one dict per clip with at least clip_id and num_frames, in a stable order."""
+    atomic_write_json(Path(root) / "manifest.json", {
+        "schema_version": SCHEMA_VERSION, "source": source, **extra,
+        "num_clips": len(clips), "num_frames": int(sum(c["num_frames"] for c in clips)),
+        "classes": list(CLASS_NAMES), "lane_slots": list(LANE_SLOTS), "clips": clips,
+    })

@@ -1,0 +1,290 @@
+"""TuSimple lane format: import into our dataset format, export from it, and the lane
+conversions that evaluation reuses for predictions.
+
+Published layout: a root with ``label_data_*.json`` and/or ``test_label.json``, each in JSON
+lines, one labelled frame a line::
+
+    {"lanes": [[x, ...], ...], "h_samples": [160, ..., 710], "raw_file": "clips/0313-1/6040/20.jpg"}
+
+``lanes[i][j]`` is the x pixel of lane i on row ``h_samples[j]``, -2 where the lane has no
+point; raw_file is relative to the label file's folder. Each folder of raw_file (clips/A/B)
+is a 20-frame, 20 fps sequence of which only the last frame (20.jpg) is labelled: an import
+makes one clip per folder holding its labelled frames only, timestamped (n - 1) * 50 ms for
+n.jpg. TuSimple lanes are unordered; ``assign_lane_slots`` gives them our slots.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from perception.dataset.convert import (
+    ImportReport,
+    SourceFrame,
+    frame_image_name,
+    read_image_size,
+    safe_id,
+    select_clips,
+    write_imported_clip,
+)
+from perception.dataset.schema import (
+    ClipMeta,
+    Dataset,
+    FormatError,
+    FrameLabel,
+    Lane,
+    write_manifest,
+)
+from serving.contract import LANE_SLOTS
+from serving.files import atomic_write_text
+from serving.geometry import Calib
+
+NO_POINT = -2
+FRAME_PERIOD_NS = 50_000_000  # TuSimple records at 20 fps
+TUSIMPLE_TAGS = {"time_of_day": "day", "weather": "clear", "road": "unknown", "traffic": "unknown"}
+MIN_LANE_POINTS = 2
+
+
+# ---------------------------------------------------------------- lane conversions
+
+
+def xs_to_points(xs: Sequence[float], h_samples: Sequence[int]) -> list[list[float]]:
+    """TuSimple xs (pixels per h_samples row, negative = no point) -> (u, v) pixel points
+    ordered bottom to top (v decreasing). h_samples must not repeat a row."""
+    pts = [[float(x), float(h)] for x, h in zip(xs, h_samples, strict=True) if x >= 0]
+    return sorted(pts, key=lambda p: -p[1])
+
+
+def lanes_to_tusimple_xs(
+    lanes: Sequence[Lane], min_points: int = MIN_LANE_POINTS
+) -> list[list[float]]:
+    """Our lanes -> TuSimple ``lanes`` lists (x pixels per h_samples row, -2 = no point), in
+    slot order ego_left, ego_right, outer_left, outer_right (unknown slots last), leaving out
+    lanes with fewer than ``min_points`` valid rows. Works for labels and predictions alike."""
+    order = {slot: i for i, slot in enumerate(LANE_SLOTS)}
+    kept = [lane for lane in lanes if sum(x >= 0 for x in lane.x_at_h) >= min_points]
+    kept.sort(key=lambda lane: order.get(lane.slot, len(order)))
+    return [[_tusimple_number(x) for x in lane.x_at_h] for lane in kept]
+
+
+def _tusimple_number(x: float) -> float:
+    """Whole pixel values as ints (as TuSimple writes them), others to 0.01 px; no point -> -2."""
+    if x < 0:
+        return NO_POINT
+    return int(x) if float(x).is_integer() else round(float(x), 2)
+
+
+def bottom_x(points: Sequence[Sequence[float]], v_ref: float) -> float:
+    """x (pixels) where the lane meets image row v_ref, continuing the straight line through
+    its two lowest points; a one-point lane keeps its x. Points are (u, v), bottom first.
+
+    Extrapolating to a common row rather than reading x at each lane's own lowest row keeps
+    the left-to-right order of lanes that start higher up (hidden by a car, or leaving the
+    image at its side) among lanes that reach the bottom."""
+    (u0, v0) = points[0][:2]
+    if len(points) < 2 or points[1][1] == v0:
+        return float(u0)
+    (u1, v1) = points[1][:2]
+    return float(u0 + (u1 - u0) * (v_ref - v0) / (v1 - v0))
+
+
+def assign_lane_slots(
+    lanes_points: Sequence[Sequence[Sequence[float]]], image_width: int, image_height: int
+) -> list[str | None]:
+    """Slots for unordered lanes, each given as (u, v) points bottom first: by the lane's x at
+    the bottom image row (``bottom_x``) relative to the image centre, the nearest lane on the
+    left is ego_left, the next outer_left, the nearest on the right ego_right, the next
+    outer_right. Lanes beyond those four get None (the caller drops and counts them)."""
+    centre, v_ref = image_width / 2.0, image_height - 1.0
+    xs = [bottom_x(pts, v_ref) for pts in lanes_points]
+    left = sorted((i for i, x in enumerate(xs) if x < centre), key=lambda i: -xs[i])
+    right = sorted((i for i, x in enumerate(xs) if x >= centre), key=lambda i: xs[i])
+    slots: list[str | None] = [None] * len(xs)
+    for side, names in ((left, ("ego_left", "outer_left")), (right, ("ego_right", "outer_right"))):
+        for i, name in zip(side, names, strict=False):
+            slots[i] = name
+    return slots
+
+
+# ---------------------------------------------------------------- import
+
+
+@dataclass
+class TuSimpleRecord:
+    """One line of a TuSimple label file."""
+
+    origin: str  # "<label file>: line <n>", for error messages
+    image: Path  # absolute path of raw_file
+    raw_file: str
+    lanes: list[list[float]]
+    h_samples: list[int]
+
+
+def label_files(root: Path) -> list[Path]:
+    """The label files of a TuSimple root: label_data_*.json then test_label.json."""
+    if not root.is_dir():
+        raise FormatError(f"{root}: not a folder")
+    files = sorted(root.glob("label_data_*.json"))
+    if (root / "test_label.json").is_file():
+        files.append(root / "test_label.json")
+    if not files:
+        raise FormatError(f"{root}: no label_data_*.json or test_label.json")
+    return files
+
+
+def read_records(path: Path) -> Iterator[TuSimpleRecord]:
+    """Parse one TuSimple label file; a malformed line is a FormatError naming file and line."""
+    with path.open() as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                yield _parse_record(path, n, line)
+
+
+def _parse_record(path: Path, n: int, line: str) -> TuSimpleRecord:
+    origin = f"{path}: line {n}"
+    try:
+        d = json.loads(line)
+        raw_file, h_samples = str(d["raw_file"]), [int(h) for h in d["h_samples"]]
+        lanes = [[float(x) for x in lane] for lane in d["lanes"]]
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise FormatError(f"{origin}: malformed TuSimple label ({type(e).__name__}: {e})") from None
+    if len(set(h_samples)) != len(h_samples):
+        raise FormatError(f"{origin}: h_samples repeat a row")
+    for i, lane in enumerate(lanes):
+        if len(lane) != len(h_samples):
+            raise FormatError(f"{origin}: lane {i} has {len(lane)} xs for {len(h_samples)} rows")
+    return TuSimpleRecord(origin, path.parent / raw_file, raw_file, lanes, h_samples)
+
+
+def clip_id_for(raw_file: str) -> str:
+    """'clips/0313-1/6040/20.jpg' -> 'tusimple-0313-1-6040'."""
+    parts = list(Path(raw_file).parent.parts)
+    if parts and parts[0] == "clips":
+        parts = parts[1:]
+    return "tusimple-" + safe_id("-".join(parts))
+
+
+def _frame_number(rec: TuSimpleRecord) -> int | None:
+    stem = Path(rec.raw_file).stem
+    return int(stem) if stem.isdigit() else None
+
+
+def _lanes_for(rec: TuSimpleRecord, width: int, height: int, report: ImportReport) -> list[Lane]:
+    xs_list = [[x if x >= 0 else NO_POINT for x in xs] for xs in rec.lanes]
+    pts_list = [xs_to_points(xs, rec.h_samples) for xs in xs_list]
+    keep = [i for i, pts in enumerate(pts_list) if len(pts) >= MIN_LANE_POINTS]
+    report.dropped["lanes with fewer than 2 points"] += len(pts_list) - len(keep)
+    slots = assign_lane_slots([pts_list[i] for i in keep], width, height)
+    report.dropped["lanes beyond the 4 slots"] += slots.count(None)
+    return [
+        Lane(slot=slot, points=pts_list[i], x_at_h=xs_list[i], style="none", color="white")
+        for i, slot in zip(keep, slots, strict=True)
+        if slot is not None
+    ]
+
+
+def _import_clip(
+    clip_id: str, records: list[TuSimpleRecord], clips_dir: Path, link: bool, report: ImportReport
+) -> dict:
+    if all(_frame_number(r) is not None for r in records):
+        records = sorted(records, key=lambda r: _frame_number(r) or 0)
+    else:
+        records = sorted(records, key=lambda r: r.raw_file)
+    h_samples = records[0].h_samples
+    frames, size = [], None
+    for index, rec in enumerate(records):
+        if rec.h_samples != h_samples:
+            raise FormatError(f"{rec.origin}: h_samples differ from {records[0].origin}")
+        frame_size = read_image_size(rec.image, rec.origin)
+        if size not in (None, frame_size):
+            raise FormatError(f"{rec.origin}: image size differs within folder of {rec.raw_file}")
+        size = frame_size
+        number = _frame_number(rec)
+        t_ns = (number - 1 if number is not None and number >= 1 else index) * FRAME_PERIOD_NS
+        label = FrameLabel(
+            index,
+            frame_image_name(index, rec.image),
+            t_ns,
+            lanes=_lanes_for(rec, *frame_size, report),
+        )
+        frames.append(SourceFrame(label, rec.image))
+    assert size is not None
+    meta = ClipMeta(clip_id, "tusimple", 20.0, len(frames), h_samples, dict(TUSIMPLE_TAGS))
+    write_imported_clip(clips_dir, frames, Calib.default(*size), meta, link)
+    return {"clip_id": clip_id, "num_frames": len(frames), "tags": dict(TUSIMPLE_TAGS)}
+
+
+def import_tusimple(
+    root: str | Path, out: str | Path, link: bool = True, progress: bool = False
+) -> ImportReport:
+    """Import a TuSimple root into a dataset at ``out`` (clips/ and manifest.json): one clip per
+    raw_file folder, in sorted clip id order. Images are hard-linked when possible, else copied
+    (``link=False``: always copied). Lanes get style "none" and color "white" (TuSimple gives
+    neither); lanes with < 2 points or beyond the 4 slots are dropped and counted."""
+    root, out = Path(root), Path(out)
+    files = label_files(root)
+    groups: dict[str, list[TuSimpleRecord]] = defaultdict(list)
+    seen: dict[Path, str] = {}
+    for path in files:
+        for rec in read_records(path):
+            key = rec.image.resolve()
+            if key in seen:
+                raise FormatError(f"{rec.origin}: {rec.raw_file} already labelled at {seen[key]}")
+            seen[key] = rec.origin
+            groups[clip_id_for(rec.raw_file)].append(rec)
+    report = ImportReport(out)
+    clips = []
+    for clip_id in tqdm(sorted(groups), desc="tusimple", unit="clip", disable=not progress):
+        clips.append(_import_clip(clip_id, groups[clip_id], out / "clips", link, report))
+        report.clips += 1
+        report.frames += clips[-1]["num_frames"]
+    importer = {
+        "name": "perception.dataset.tusimple",
+        "source_root": str(root.resolve()),
+        "label_files": [p.name for p in files],
+        "dropped": dict(report.dropped),
+    }
+    write_manifest(out, "tusimple", clips=clips, importer=importer)
+    return report
+
+
+# ---------------------------------------------------------------- export
+
+
+def frame_to_tusimple(raw_file: str, label: FrameLabel, h_samples: list[int]) -> dict:
+    """One TuSimple line for a frame: lanes in slot order with >= 2 points (see
+    ``lanes_to_tusimple_xs``). A lane whose x_at_h does not match h_samples is a ValueError."""
+    for lane in label.lanes:
+        if len(lane.x_at_h) != len(h_samples):
+            raise ValueError(
+                f"frame {label.frame}: lane {lane.slot} has {len(lane.x_at_h)} xs "
+                f"for {len(h_samples)} h_samples"
+            )
+    return {
+        "lanes": lanes_to_tusimple_xs(label.lanes),
+        "h_samples": list(h_samples),
+        "raw_file": raw_file,
+    }
+
+
+def to_tusimple(dataset: Dataset, out_path: str | Path, clip_ids: list[str] | None = None) -> int:
+    """Write the lanes of every frame of the chosen clips (default: all, manifest order) as
+    TuSimple JSON lines to out_path, atomically; raw_file is the image path relative to the
+    dataset root, h_samples come from each clip's meta. Returns the number of lines."""
+    lines = []
+    for clip in select_clips(dataset, clip_ids):
+        h_samples = clip.meta.h_samples
+        prefix = clip.path.relative_to(dataset.root).as_posix()
+        for label in clip.labels:
+            try:
+                d = frame_to_tusimple(f"{prefix}/{label.image}", label, h_samples)
+            except ValueError as e:
+                raise FormatError(f"{clip.path / 'labels.jsonl'}: {e}") from None
+            lines.append(json.dumps(d, separators=(",", ":")) + "\n")
+    atomic_write_text(out_path, "".join(lines))
+    return len(lines)

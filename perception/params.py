@@ -1,0 +1,87 @@
+"""Typed access to params.yaml, the file that holds every tunable of the pipeline.
+
+Each top-level section of params.yaml maps onto one frozen dataclass below; the dataclass
+defaults mirror params.yaml so that library code and tests can run without the file. A
+command reads the file once with ``load_params`` and takes its section with ``section``:
+
+    params = load_params(args.params)
+    vp = section(params, ValidateParams)
+
+To add a section, write a frozen dataclass with a ``SECTION`` class variable naming the
+params.yaml key and add it to ``SECTIONS``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import yaml
+
+from perception.cli import UserError
+
+
+@dataclass(frozen=True)
+class ValidateParams:
+    """Thresholds of the data quality gate (perception validate)."""
+
+    SECTION: ClassVar[str] = "validate"
+    imbalance_ratio: float = 25.0  # warn when commonest / rarest class count exceeds this
+    sync_tolerance_ms: float = 15.0  # a frame needs a sensor sample this close, milliseconds
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    """Clip-level train/val/test split (perception split); fractions of the clips."""
+
+    SECTION: ClassVar[str] = "split"
+    seed: int = 7
+    val: float = 0.15
+    test: float = 0.15
+
+
+SECTIONS: tuple[type, ...] = (ValidateParams, SplitParams)
+
+T = TypeVar("T")
+
+
+def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+    """Read params.yaml into a plain dict (section name -> mapping of keys)."""
+    p = Path(path)
+    try:
+        obj = yaml.safe_load(p.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{p}: missing file") from None
+    except yaml.YAMLError as e:
+        raise UserError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if obj is None:
+        return {}
+    if not isinstance(obj, dict):
+        raise UserError(f"{p}: expected a mapping of sections")
+    return obj
+
+
+def section(params: Mapping[str, Any], cls: type[T]) -> T:
+    """Build the dataclass ``cls`` from ``params[cls.SECTION]``; missing keys keep their
+    defaults, unknown keys and values of the wrong type raise UserError."""
+    name: str = getattr(cls, "SECTION")  # noqa: B009 - a ClassVar of every section dataclass
+    raw = params.get(name) or {}
+    if not isinstance(raw, Mapping):
+        raise UserError(f"params: section {name!r} must be a mapping")
+    known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise UserError(f"params: section {name!r} has unknown keys {', '.join(unknown)}")
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        default = getattr(cls, key)
+        try:
+            values[key] = type(default)(value)
+        except (TypeError, ValueError):
+            raise UserError(
+                f"params: {name}.{key} = {value!r} is not a {type(default).__name__}"
+            ) from None
+    return cls(**values)

@@ -1,0 +1,100 @@
+"""Small valid datasets for the dataset tests, written with schema.ClipWriter, and helpers
+that corrupt them in one precise way."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from perception.dataset.schema import ClipMeta, ClipWriter, FrameLabel, Lane, Obstacle, write_manifest
+from serving.contract import CLASS_NAMES, tusimple_h_samples
+from serving.geometry import Calib
+
+FRAME_DT_NS = 50_000_000  # 20 Hz camera
+SENSOR_DT_NS = 10_000_000  # 100 Hz sensors
+T0_NS = 1_000_000_000
+
+DEFAULT_TAGS = (
+    {"time_of_day": "day", "weather": "clear", "road": "highway", "traffic": "light"},
+    {"time_of_day": "night", "weather": "rain", "road": "urban", "traffic": "dense"},
+    {"time_of_day": "dusk", "weather": "fog", "road": "rural", "traffic": "light"},
+)
+
+
+def encode_jpeg(img: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    assert ok
+    return buf.tobytes()
+
+
+def synthetic_image(rng: np.random.Generator, w: int, h: int, brightness: int) -> np.ndarray:
+    """A road-like gradient plus noise, so that every frame has distinct content."""
+    ramp = np.linspace(0, 60, h, dtype=np.float32)[:, None, None]
+    noise = rng.normal(0, 12, (h, w, 3)).astype(np.float32)
+    return np.clip(brightness + ramp + noise, 0, 255).astype(np.uint8)
+
+
+def frame_label(k: int, w: int, h: int, classes: Sequence[str]) -> FrameLabel:
+    """Two obstacles and two lanes that satisfy every check on a w x h image."""
+    obstacles = [
+        Obstacle(track_id=i, cls=c, box=[10.0 + 40 * i, 0.5 * h, 40.0 + 40 * i, 0.5 * h + 25])
+        for i, c in enumerate(classes)
+    ]
+    lanes = [
+        Lane(slot=slot, points=[[u0, h - 1.0], [u0 + du, 0.75 * h], [u0 + 2 * du, 0.55 * h]],
+             x_at_h=[])
+        for slot, u0, du in (("ego_left", 0.25 * w, 0.1 * w), ("ego_right", 0.75 * w, -0.1 * w))
+    ]
+    return FrameLabel(frame=k, image=f"frames/{k:06d}.jpg", timestamp_ns=T0_NS + k * FRAME_DT_NS,
+                      lanes=lanes, obstacles=obstacles)
+
+
+def make_dataset(
+    root: Path,
+    n_clips: int = 3,
+    frames: int = 5,
+    size: tuple[int, int] = (320, 180),
+    tags: Sequence[dict[str, str]] = DEFAULT_TAGS,
+    classes: Callable[[int, int], Sequence[str]] | None = None,
+    seed: int = 0,
+) -> Path:
+    """Write a valid dataset: n_clips clips c0000.. of `frames` frames, tags cycled from
+    `tags`, classes(clip, frame) -> class names of the two obstacles (default: all classes)."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    classes = classes or (lambda c, k: (CLASS_NAMES[(c + k) % 4], CLASS_NAMES[(c + k + 1) % 4]))
+    entries = []
+    for c in range(n_clips):
+        cid = f"c{c:04d}"
+        writer = ClipWriter(root / "clips", cid)
+        for k in range(frames):
+            img = synthetic_image(rng, w, h, 40 + 30 * (c % 4))
+            writer.write_frame(frame_label(k, w, h, classes(c, k)), encode_jpeg(img))
+        t = np.arange(T0_NS - SENSOR_DT_NS, T0_NS + frames * FRAME_DT_NS, SENSOR_DT_NS)
+        sensors = np.stack([t, np.full(len(t), 10.0), np.zeros(len(t)), np.zeros(len(t)),
+                            np.zeros(len(t))], axis=1).astype(np.float64)
+        meta = ClipMeta(cid, "test", 20.0, frames, tusimple_h_samples(h), dict(tags[c % len(tags)]))
+        writer.close(Calib.default(w, h), meta, sensors)
+        entries.append({"clip_id": cid, "num_frames": frames})
+    write_manifest(root, "test", entries)
+    return root
+
+
+def edit_label(clip_dir: Path, frame: int, fn: Callable[[dict], None]) -> None:
+    """Apply fn to the JSON dict of one frame's label in labels.jsonl."""
+    p = clip_dir / "labels.jsonl"
+    lines = p.read_text().splitlines()
+    d = json.loads(lines[frame])
+    fn(d)
+    lines[frame] = json.dumps(d)
+    p.write_text("\n".join(lines) + "\n")
+
+
+def edit_json(path: Path, fn: Callable[[dict], None]) -> None:
+    d = json.loads(path.read_text())
+    fn(d)
+    path.write_text(json.dumps(d))
