@@ -7,6 +7,9 @@ when the model exists; at run time serving reads all of it back from the ONNX fi
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict, dataclass, fields
+
 # Obstacle classes, in the order of the detection head's channels and COCO category ids - 1.
 CLASS_NAMES: tuple[str, ...] = ("car", "truck", "pedestrian", "cyclist")
 
@@ -22,3 +25,74 @@ def tusimple_h_samples(image_height: int = 720) -> list[int]:
     if image_height == 720:
         return list(range(160, 720, 10))
     return [round(r * image_height / 720) for r in range(160, 720, 10)]
+
+
+# ---------------------------------------------------------------------------------------
+# The model contract: input, output layout and decode settings. Training writes it into the
+# ONNX file's metadata_props (JSON values); serving reads it back and trusts nothing else.
+# ---------------------------------------------------------------------------------------
+
+CONTRACT_VERSION = 1
+
+# Output tensors, by name, in the order the network returns them.
+HEATMAP = "heatmap"          # float32[B, C, H/s, W/s]: per-class centre probability (sigmoid)
+BOX = "box"                  # float32[B, 4, H/s, W/s]: distances left, top, right, bottom
+#                              from the cell centre to the box edges, input pixels
+LANE_LOGITS = "lane_logits"  # float32[B, L, R, G + 1]: per slot and row anchor, logits over
+#                              G columns cells + 1 "no lane at this row"
+LANE_EXIST = "lane_exist"    # float32[B, L]: probability that the slot's lane exists
+OUTPUT_NAMES: tuple[str, ...] = (HEATMAP, BOX, LANE_LOGITS, LANE_EXIST)
+BOX_LEFT, BOX_TOP, BOX_RIGHT, BOX_BOTTOM = range(4)
+
+
+class ContractError(ValueError):
+    """A model file without the contract, or with one this code does not speak."""
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    """Everything that training and serving must agree on, in one place."""
+
+    input_name: str = "image"
+    input_width: int = 448
+    input_height: int = 256
+    input_layout: str = "NCHW"                 # float32, RGB channel order
+    mean: tuple[float, float, float] = (123.7, 116.3, 103.5)  # RGB, 0..255 units
+    std: tuple[float, float, float] = (58.4, 57.1, 57.4)
+    class_names: tuple[str, ...] = CLASS_NAMES
+    lane_slots: tuple[str, ...] = LANE_SLOTS
+    # row anchors as fractions of the source image height (TuSimple's 160..710 of 720)
+    row_anchors: tuple[float, ...] = tuple(r / 720.0 for r in range(160, 720, 10))
+    lane_cells: int = 100                      # G: columns cells over the image width
+    stride: int = 8                            # heatmap cell size, input pixels
+    score_threshold: float = 0.3
+    nms_iou: float = 0.6
+    lane_exist_threshold: float = 0.5
+    max_detections: int = 100
+    version: int = CONTRACT_VERSION
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """(rows, cols) of the heatmap."""
+        return self.input_height // self.stride, self.input_width // self.stride
+
+    def to_metadata(self) -> dict[str, str]:
+        """ONNX metadata_props: one JSON value per key, prefixed "contract."."""
+        return {f"contract.{k}": json.dumps(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_metadata(cls, meta: dict[str, str], source: str = "model") -> ModelContract:
+        if "contract.version" not in meta:
+            raise ContractError(f"{source}: no model contract in its metadata")
+        version = json.loads(meta["contract.version"])
+        if version != CONTRACT_VERSION:
+            raise ContractError(f"{source}: contract version {version}, this code speaks "
+                                f"{CONTRACT_VERSION}")
+        values = {}
+        for f in fields(cls):
+            key = f"contract.{f.name}"
+            if key not in meta:
+                raise ContractError(f"{source}: contract lacks {f.name}")
+            v = json.loads(meta[key])
+            values[f.name] = tuple(v) if isinstance(v, list) else v
+        return cls(**values)

@@ -10,7 +10,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from perception.dataset.schema import ClipMeta, ClipWriter, FrameLabel, Lane, Obstacle, write_manifest
+from perception.dataset.schema import (
+    ClipMeta,
+    ClipWriter,
+    FrameLabel,
+    Lane,
+    Obstacle,
+    write_manifest,
+)
 from serving.contract import CLASS_NAMES, tusimple_h_samples
 from serving.geometry import Calib
 
@@ -41,16 +48,26 @@ def synthetic_image(rng: np.random.Generator, w: int, h: int, brightness: int) -
 def frame_label(k: int, w: int, h: int, classes: Sequence[str]) -> FrameLabel:
     """Two obstacles and two lanes that satisfy every check on a w x h image."""
     obstacles = [
-        Obstacle(track_id=i, cls=c, box=[10.0 + 40 * i, 0.5 * h, 40.0 + 40 * i, 0.5 * h + 25])
+        Obstacle(
+            track_id=i, cls=c, box=[(0.05 + 0.15 * i) * w, 0.5 * h, (0.15 + 0.15 * i) * w, 0.65 * h]
+        )
         for i, c in enumerate(classes)
     ]
     lanes = [
-        Lane(slot=slot, points=[[u0, h - 1.0], [u0 + du, 0.75 * h], [u0 + 2 * du, 0.55 * h]],
-             x_at_h=[])
+        Lane(
+            slot=slot,
+            points=[[u0, h - 1.0], [u0 + du, 0.75 * h], [u0 + 2 * du, 0.55 * h]],
+            x_at_h=[],
+        )
         for slot, u0, du in (("ego_left", 0.25 * w, 0.1 * w), ("ego_right", 0.75 * w, -0.1 * w))
     ]
-    return FrameLabel(frame=k, image=f"frames/{k:06d}.jpg", timestamp_ns=T0_NS + k * FRAME_DT_NS,
-                      lanes=lanes, obstacles=obstacles)
+    return FrameLabel(
+        frame=k,
+        image=f"frames/{k:06d}.jpg",
+        timestamp_ns=T0_NS + k * FRAME_DT_NS,
+        lanes=lanes,
+        obstacles=obstacles,
+    )
 
 
 def make_dataset(
@@ -75,8 +92,9 @@ def make_dataset(
             img = synthetic_image(rng, w, h, 40 + 30 * (c % 4))
             writer.write_frame(frame_label(k, w, h, classes(c, k)), encode_jpeg(img))
         t = np.arange(T0_NS - SENSOR_DT_NS, T0_NS + frames * FRAME_DT_NS, SENSOR_DT_NS)
-        sensors = np.stack([t, np.full(len(t), 10.0), np.zeros(len(t)), np.zeros(len(t)),
-                            np.zeros(len(t))], axis=1).astype(np.float64)
+        sensors = np.stack(
+            [t, np.full(len(t), 10.0), np.zeros(len(t)), np.zeros(len(t)), np.zeros(len(t))], axis=1
+        ).astype(np.float64)
         meta = ClipMeta(cid, "test", 20.0, frames, tusimple_h_samples(h), dict(tags[c % len(tags)]))
         writer.close(Calib.default(w, h), meta, sensors)
         entries.append({"clip_id": cid, "num_frames": frames})

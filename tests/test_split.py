@@ -25,8 +25,9 @@ STRATA_TAGS = [
 @pytest.fixture(scope="module")
 def strata_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """32 tiny clips, 8 in each of 4 time_of_day/weather strata (read-only for the tests)."""
-    return make_dataset(tmp_path_factory.mktemp("strata"), n_clips=32, frames=2, size=(64, 36),
-                        tags=STRATA_TAGS)
+    return make_dataset(
+        tmp_path_factory.mktemp("strata"), n_clips=32, frames=2, size=(64, 36), tags=STRATA_TAGS
+    )
 
 
 def test_deterministic_for_a_seed(strata_dataset):
@@ -93,3 +94,36 @@ def test_load_splits_rejects_bad_files(tmp_path):
 def test_bad_fractions(strata_dataset):
     with pytest.raises(UserError, match="sum below 1"):
         split.make_splits(strata_dataset, SplitParams(val=0.6, test=0.5))
+
+
+def test_cli_split(tmp_path, capsys):
+    from perception.cli import main
+
+    root = make_dataset(tmp_path / "ds", n_clips=3, frames=1, size=(64, 36))
+    params = tmp_path / "params.yaml"
+    params.write_text("split:\n  seed: 1\n  val: 0.2\n  test: 0.2\n")
+    out = tmp_path / "s.json"
+    assert (
+        main(["split", str(root), "--out", str(out), "--params", str(params), "--seed", "5"]) == 0
+    )
+    doc = json.loads(out.read_text())
+    assert doc["seed"] == 5 and doc["fractions"]["val"] == 0.2
+    assert "train 1 clips" in capsys.readouterr().out
+    report = tmp_path / "r"
+    assert (
+        main(
+            [
+                "validate",
+                str(root),
+                "--report-dir",
+                str(report),
+                "--params",
+                str(params),
+                "--splits",
+                str(out),
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )

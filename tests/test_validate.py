@@ -20,8 +20,15 @@ from perception.params import ValidateParams
 
 CLIP = "c0001"
 FRAME = 2
-REPORT_FILES = ("report.json", "class_counts.png", "box_sizes.png", "brightness.png",
-                "scenario_mix.png", "samples.png", "profile.json")
+REPORT_FILES = (
+    "report.json",
+    "class_counts.png",
+    "box_sizes.png",
+    "brightness.png",
+    "scenario_mix.png",
+    "samples.png",
+    "profile.json",
+)
 
 
 @pytest.fixture
@@ -35,8 +42,9 @@ def dataset(tmp_path: Path) -> Callable[..., Path]:
     return make
 
 
-def fails(root: Path, path: Path, frame: int | None, fld: str, clip: str = CLIP, **kw: object
-          ) -> str:
+def fails(
+    root: Path, path: Path, frame: int | None, fld: str, clip: str = CLIP, **kw: object
+) -> str:
     """Run the gate (no report), assert it fails with one line that starts with path and
     names clip, frame and field; return the line."""
     with pytest.raises(validate.ValidationError) as exc:
@@ -62,8 +70,12 @@ def test_valid_dataset_passes_and_writes_report(dataset, tmp_path):
     counts = report["counts"]
     assert counts["clips"] == 3 and counts["frames"] == 15 and counts["objects"] == 30
     assert sum(counts["objects_per_class"].values()) == 30
-    assert counts["lanes_per_slot"] == {"ego_left": 15, "ego_right": 15, "outer_left": 0,
-                                        "outer_right": 0}
+    assert counts["lanes_per_slot"] == {
+        "ego_left": 15,
+        "ego_right": 15,
+        "outer_left": 0,
+        "outer_right": 0,
+    }
     assert counts["tags"]["time_of_day"] == {"day": 1, "dusk": 1, "night": 1}
     assert report["num_errors"] == 0 and report["ok"]
     profile = json.loads((report_dir / "profile.json").read_text())
@@ -87,8 +99,9 @@ def test_unreadable_or_truncated_image(dataset, kind):
     root = dataset()
     img = root / "clips" / CLIP / "frames" / f"{FRAME:06d}.jpg"
     data = img.read_bytes()
-    img.write_bytes({"garbage": b"not a jpeg" * 50, "truncated": data[: len(data) * 2 // 3],
-                     "empty": b""}[kind])
+    img.write_bytes(
+        {"garbage": b"not a jpeg" * 50, "truncated": data[: len(data) * 2 // 3], "empty": b""}[kind]
+    )
     msg = fails(root, img, FRAME, "image")
     assert ("truncated" in msg) if kind == "truncated" else ("unreadable" in msg)
 
@@ -100,12 +113,15 @@ def test_image_size_disagrees_with_calib(dataset):
     assert "size 320x160" in fails(root, img, FRAME, "image")
 
 
-@pytest.mark.parametrize(("box", "what"), [
-    ([300.0, 10.0, 330.0, 40.0], "outside"),
-    ([-3.0, 10.0, 30.0, 40.0], "outside"),
-    ([10.0, 20.0, 10.0, 40.0], "zero area"),
-    ([50.0, 20.0, 10.0, 40.0], "negative area"),
-])
+@pytest.mark.parametrize(
+    ("box", "what"),
+    [
+        ([300.0, 10.0, 330.0, 40.0], "outside"),
+        ([-3.0, 10.0, 30.0, 40.0], "outside"),
+        ([10.0, 20.0, 10.0, 40.0], "zero area"),
+        ([50.0, 20.0, 10.0, 40.0], "negative area"),
+    ],
+)
 def test_bad_box(dataset, box, what):
     root = dataset()
     edit_label(root / "clips" / CLIP, FRAME, lambda d: d["obstacles"][1].update(box=box))
@@ -114,8 +130,11 @@ def test_bad_box(dataset, box, what):
 
 def test_box_within_half_pixel_tolerance_passes(dataset):
     root = dataset()
-    edit_label(root / "clips" / CLIP, FRAME,
-               lambda d: d["obstacles"][1].update(box=[-0.4, 0.0, 320.4, 180.0]))
+    edit_label(
+        root / "clips" / CLIP,
+        FRAME,
+        lambda d: d["obstacles"][1].update(box=[-0.4, 0.0, 320.4, 180.0]),
+    )
     assert validate.validate_dataset(root, workers=1).ok
 
 
@@ -125,12 +144,15 @@ def test_unknown_class(dataset):
     fails(root, root / "clips" / CLIP / "labels.jsonl", FRAME, "obstacles[0].cls")
 
 
-@pytest.mark.parametrize(("points", "what"), [
-    ([[50.0, 170.0], [60.0, 100.0], [70.0, 120.0]], "v strictly decreasing"),
-    ([[50.0, 170.0], [60.0, 170.0]], "v strictly decreasing"),
-    ([[50.0, 170.0], [400.0, 100.0]], "off the 320x180 image"),
-    ([[50.0, 185.0], [60.0, 100.0]], "off the 320x180 image"),
-])
+@pytest.mark.parametrize(
+    ("points", "what"),
+    [
+        ([[50.0, 170.0], [60.0, 100.0], [70.0, 120.0]], "v strictly decreasing"),
+        ([[50.0, 170.0], [60.0, 170.0]], "v strictly decreasing"),
+        ([[50.0, 170.0], [400.0, 100.0]], "off the 320x180 image"),
+        ([[50.0, 185.0], [60.0, 100.0]], "off the 320x180 image"),
+    ],
+)
 def test_bad_lane_points(dataset, points, what):
     root = dataset()
     edit_label(root / "clips" / CLIP, FRAME, lambda d: d["lanes"][1].update(points=points))
@@ -166,23 +188,30 @@ def test_sensor_timestamps_not_increasing(dataset):
 def test_frame_without_sensor_sample(dataset):
     root = dataset()
     t_frame = 1_000_000_000 + FRAME * FRAME_DT_NS
-    _rewrite_sensors(root / "clips" / CLIP,
-                     lambda r: r[np.abs(r[:, 0] - t_frame) > 20_000_000])
-    msg = fails(root, root / "clips" / CLIP / "labels.jsonl", FRAME, "timestamp_ns",
-                params=ValidateParams(sync_tolerance_ms=15.0))
+    _rewrite_sensors(root / "clips" / CLIP, lambda r: r[np.abs(r[:, 0] - t_frame) > 20_000_000])
+    msg = fails(
+        root,
+        root / "clips" / CLIP / "labels.jsonl",
+        FRAME,
+        "timestamp_ns",
+        params=ValidateParams(sync_tolerance_ms=15.0),
+    )
     assert "no sensor sample within 15 ms" in msg
 
 
 def test_frame_timestamps_not_increasing(dataset):
     root = dataset()
-    edit_label(root / "clips" / CLIP, FRAME, lambda d: d.update(timestamp_ns=d["timestamp_ns"]
-                                                                - 2 * FRAME_DT_NS))
-    assert "not after" in fails(root, root / "clips" / CLIP / "labels.jsonl", FRAME,
-                                "timestamp_ns")
+    edit_label(
+        root / "clips" / CLIP,
+        FRAME,
+        lambda d: d.update(timestamp_ns=d["timestamp_ns"] - 2 * FRAME_DT_NS),
+    )
+    assert "not after" in fails(root, root / "clips" / CLIP / "labels.jsonl", FRAME, "timestamp_ns")
 
 
-@pytest.mark.parametrize("name", ["calib.json", "meta.json", "labels.jsonl", "sensors.csv",
-                                  "image", "clip"])
+@pytest.mark.parametrize(
+    "name", ["calib.json", "meta.json", "labels.jsonl", "sensors.csv", "image", "clip"]
+)
 def test_missing_file(dataset, name):
     root = dataset()
     clip_dir = root / "clips" / CLIP
@@ -217,8 +246,9 @@ def test_frame_count_disagrees(dataset, where):
 
 
 def _write_splits(path: Path, train: list[str], val: list[str], test: list[str]) -> Path:
-    path.write_text(json.dumps({"schema_version": SPLITS_VERSION, "train": train, "val": val,
-                                "test": test}))
+    path.write_text(
+        json.dumps({"schema_version": SPLITS_VERSION, "train": train, "val": val, "test": test})
+    )
     return path
 
 
@@ -239,8 +269,9 @@ def test_leakage_between_splits(dataset, tmp_path, kind):
 
 def test_imbalance_warning(dataset, tmp_path, capsys):
     root = dataset(classes=lambda c, k: ("car", "car") if (c, k) != (0, 0) else ("car", "truck"))
-    res = validate.run_validate(root, tmp_path / "r", ValidateParams(imbalance_ratio=5.0),
-                                workers=1)
+    res = validate.run_validate(
+        root, tmp_path / "r", ValidateParams(imbalance_ratio=5.0), workers=1
+    )
     assert res.ok
     err = capsys.readouterr().err
     assert "truck 1" in err and "no pedestrian instances" in err
@@ -253,3 +284,43 @@ def test_image_stats_sampled(dataset):
     assert sum(len(r.image_stats) for r in res.clips) == 9  # few frames: every one sampled
     night = next(r for r in res.clips if r.tags["time_of_day"] == "night")
     assert all(0 < s["brightness"] < 255 and s["sharpness"] > 0 for s in night.image_stats)
+
+
+def _params_file(tmp_path: Path) -> Path:
+    p = tmp_path / "params.yaml"
+    p.write_text(
+        "validate:\n  imbalance_ratio: 25.0\n  sync_tolerance_ms: 15.0\n"
+        "split:\n  seed: 1\n  val: 0.34\n  test: 0.33\n"
+    )
+    return p
+
+
+def test_cli_validate(dataset, tmp_path, capsys):
+    from perception.cli import main
+
+    root, params = dataset(), _params_file(tmp_path)
+    report = tmp_path / "r"
+    args = [
+        "validate",
+        str(root),
+        "--report-dir",
+        str(report),
+        "--params",
+        str(params),
+        "--workers",
+        "1",
+    ]
+    assert main(args) == 0
+    assert (report / "profile.json").exists()
+    edit_label(root / "clips" / CLIP, FRAME, lambda d: d["obstacles"][0].update(cls="bus"))
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "labels.jsonl: clip c0001 frame 2 obstacles[0].cls" in err[0]
+
+
+def test_wrong_json_types_are_reported_not_raised(dataset):
+    root = dataset()
+    edit_label(root / "clips" / CLIP, FRAME, lambda d: d["obstacles"][0].update(box=None))
+    msg = fails(root, root / "clips" / CLIP / "labels.jsonl", None, "")
+    assert f"frame {FRAME}: malformed label" in msg

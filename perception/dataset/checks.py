@@ -371,11 +371,7 @@ def check_clip(
     res.num_frames, res.image_size = len(labels), size
     res.tags = dict(meta.tags) if meta else {}
     lp = clip.path / "labels.jsonl"
-    if (
-        meta is not None
-        and (clip.path / "labels.jsonl").is_file()
-        and meta.num_frames != len(labels)
-    ):
+    if meta is not None and lp.is_file() and meta.num_frames != len(labels):
         res.errors.append(
             problem(
                 clip.path / "meta.json",
@@ -390,9 +386,12 @@ def check_clip(
     slots: Counter[str] = Counter()
     n_h = len(meta.h_samples) if meta else 0
     for k, lab in enumerate(labels):
-        check_obstacles(lab, size, res.errors, lp, clip.clip_id)
-        check_lanes(lab, size, n_h, res.errors, lp, clip.clip_id)
-        _label_stats(lab, res, cls, slots)
+        try:
+            check_obstacles(lab, size, res.errors, lp, clip.clip_id)
+            check_lanes(lab, size, n_h, res.errors, lp, clip.clip_id)
+            _label_stats(lab, res, cls, slots)
+        except (TypeError, ValueError, IndexError) as e:  # a field of the wrong JSON type
+            res.errors.append(problem(lp, clip.clip_id, f"malformed label ({e})", lab.frame))
         if check_images:
             sample = sample_every > 0 and k % sample_every == sample_every // 2
             check_image(clip, lab, size, sample, res)

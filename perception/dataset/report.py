@@ -95,7 +95,8 @@ def plot_box_sizes(results: Sequence[ClipResult], path: Path, max_points: int = 
     fig, ax = plt.subplots(figsize=(6, 5), layout="constrained")
     for c, wh in sorted(by_cls.items()):
         a = np.asarray(wh[:: max(1, len(wh) // max_points)])
-        ax.scatter(a[:, 0], a[:, 1], s=3, alpha=0.4, label=f"{c} ({len(wh)})")
+        rgb = [v / 255 for v in reversed(CLASS_COLORS.get(c, (128, 128, 128)))]
+        ax.scatter(a[:, 0], a[:, 1], s=3, alpha=0.4, color=rgb, label=f"{c} ({len(wh)})")
     ax.set(
         xscale="log",
         yscale="log",

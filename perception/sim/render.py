@@ -300,7 +300,7 @@ class Renderer:
             uv, pe = self._to_uv(ego, pose.pos + corners @ body_to_world)
             all_uv.append(uv)
             all_x.append(pe[:, 0])
-            if (pe[:, 0] < 0.5).any():
+            if (pe[:, 0] < 0.5).any() or np.isnan(uv).any():
                 continue
             for idx, n in _FACES:
                 fc = np.array(p.centre) + np.array(n) * np.array(p.size) / 2
@@ -310,7 +310,7 @@ class Renderer:
                 col = tuple(int(min(255, c * shade)) for c in p.colour)
                 polys.append(((uv[list(idx)] * SCALE).astype(np.int32), col, p.kind))  # type: ignore[arg-type]
         uv_all, x_all = np.concatenate(all_uv), np.concatenate(all_x)
-        if (x_all < 0.5).any() or not polys:
+        if (x_all < 0.5).any() or np.isnan(uv_all).any() or not polys:
             return None
         label = self._obstacle_label(a, step, ego, pose, uv_all)
         if label is None:
@@ -396,6 +396,9 @@ class Renderer:
         run_end = idx[0] + np.argmax(np.diff(np.append(idx, -1)) != 1)  # first contiguous run
         sel = slice(idx[0], run_end + 1)
         uv, pe = uv[sel], pe[sel]
+        # thin to >= 0.25 px steps in v so that v still falls strictly once rounded to 0.01 px
+        keep = np.r_[True, np.diff(np.round(uv[:, 1], 2)) < -0.25]
+        uv, pe = uv[keep], pe[keep]
         if len(uv) < 2:
             return None
         v_asc, u_asc = uv[::-1, 1], uv[::-1, 0]
