@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DVC_NO_ANALYTICS := 1
 export OMP_WAIT_POLICY := PASSIVE
+# dvc.yaml commands call `perception`: the venv comes first on PATH
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: run test lint typecheck pytest venv clean-venv
 

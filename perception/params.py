@@ -25,6 +25,21 @@ from perception.cli import UserError
 
 
 @dataclass(frozen=True)
+class DataParams:
+    """The simulated dataset (params.yaml `data`)."""
+
+    SECTION: ClassVar[str] = "data"
+    seed: int = 7
+    clips: int = 48
+    frames: int = 100
+    width: int = 1280
+    height: int = 720
+    fps: float = 20.0
+    jpeg_quality: int = 90
+    workers: int = 2
+
+
+@dataclass(frozen=True)
 class ValidateParams:
     """Thresholds of the data quality gate (perception validate)."""
 
@@ -43,7 +58,7 @@ class SplitParams:
     test: float = 0.15
 
 
-SECTIONS: tuple[type, ...] = (ValidateParams, SplitParams)
+SECTIONS: tuple[type, ...] = (DataParams, ValidateParams, SplitParams)
 
 T = TypeVar("T")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 # Obstacle classes, in the order of the detection head's channels and COCO category ids - 1.
 CLASS_NAMES: tuple[str, ...] = ("car", "truck", "pedestrian", "cyclist")
@@ -35,12 +36,12 @@ def tusimple_h_samples(image_height: int = 720) -> list[int]:
 CONTRACT_VERSION = 1
 
 # Output tensors, by name, in the order the network returns them.
-HEATMAP = "heatmap"          # float32[B, C, H/s, W/s]: per-class centre probability (sigmoid)
-BOX = "box"                  # float32[B, 4, H/s, W/s]: distances left, top, right, bottom
+HEATMAP = "heatmap"  # float32[B, C, H/s, W/s]: per-class centre probability (sigmoid)
+BOX = "box"  # float32[B, 4, H/s, W/s]: distances left, top, right, bottom
 #                              from the cell centre to the box edges, input pixels
 LANE_LOGITS = "lane_logits"  # float32[B, L, R, G + 1]: per slot and row anchor, logits over
 #                              G columns cells + 1 "no lane at this row"
-LANE_EXIST = "lane_exist"    # float32[B, L]: probability that the slot's lane exists
+LANE_EXIST = "lane_exist"  # float32[B, L]: probability that the slot's lane exists
 OUTPUT_NAMES: tuple[str, ...] = (HEATMAP, BOX, LANE_LOGITS, LANE_EXIST)
 BOX_LEFT, BOX_TOP, BOX_RIGHT, BOX_BOTTOM = range(4)
 
@@ -56,15 +57,15 @@ class ModelContract:
     input_name: str = "image"
     input_width: int = 448
     input_height: int = 256
-    input_layout: str = "NCHW"                 # float32, RGB channel order
+    input_layout: str = "NCHW"  # float32, RGB channel order
     mean: tuple[float, float, float] = (123.7, 116.3, 103.5)  # RGB, 0..255 units
     std: tuple[float, float, float] = (58.4, 57.1, 57.4)
     class_names: tuple[str, ...] = CLASS_NAMES
     lane_slots: tuple[str, ...] = LANE_SLOTS
     # row anchors as fractions of the source image height (TuSimple's 160..710 of 720)
     row_anchors: tuple[float, ...] = tuple(r / 720.0 for r in range(160, 720, 10))
-    lane_cells: int = 100                      # G: columns cells over the image width
-    stride: int = 8                            # heatmap cell size, input pixels
+    lane_cells: int = 100  # G: columns cells over the image width
+    stride: int = 8  # heatmap cell size, input pixels
     score_threshold: float = 0.3
     nms_iou: float = 0.6
     lane_exist_threshold: float = 0.5
@@ -86,9 +87,10 @@ class ModelContract:
             raise ContractError(f"{source}: no model contract in its metadata")
         version = json.loads(meta["contract.version"])
         if version != CONTRACT_VERSION:
-            raise ContractError(f"{source}: contract version {version}, this code speaks "
-                                f"{CONTRACT_VERSION}")
-        values = {}
+            raise ContractError(
+                f"{source}: contract version {version}, this code speaks {CONTRACT_VERSION}"
+            )
+        values: dict[str, Any] = {}
         for f in fields(cls):
             key = f"contract.{f.name}"
             if key not in meta:

@@ -43,15 +43,18 @@ class Calib:
 
     @classmethod
     def default(cls, width: int = 1280, height: int = 720) -> Calib:
-        """A 1280x720 camera with ~65 deg horizontal field of view, 1.5 m high, looking 2 deg down."""
+        """A ~65 deg horizontal field of view camera, 1.5 m high, looking 2 deg down."""
         f = 1000.0 * width / 1280.0
         return cls(width, height, f, f, width / 2.0, height / 2.0, 1.5, math.radians(2.0))
 
     @classmethod
     def from_dict(cls, d: dict) -> Calib:
         names = cls.__dataclass_fields__
-        missing = [n for n in ("image_width", "image_height", "fx", "fy", "cx", "cy",
-                               "camera_height_m") if n not in d]
+        missing = [
+            n
+            for n in ("image_width", "image_height", "fx", "fy", "cx", "cy", "camera_height_m")
+            if n not in d
+        ]
         if missing:
             raise ValueError(f"calibration lacks {', '.join(missing)}")
         return cls(**{k: v for k, v in d.items() if k in names})
@@ -66,15 +69,25 @@ class Calib:
     def scaled(self, width: int, height: int) -> Calib:
         """The same camera seen through an image resized to width x height."""
         sx, sy = width / self.image_width, height / self.image_height
-        return Calib(width, height, self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy,
-                     self.camera_height_m, self.pitch_rad, self.yaw_rad, self.roll_rad)
+        return Calib(
+            width,
+            height,
+            self.fx * sx,
+            self.fy * sy,
+            self.cx * sx,
+            self.cy * sy,
+            self.camera_height_m,
+            self.pitch_rad,
+            self.yaw_rad,
+            self.roll_rad,
+        )
 
     @cached_property
-    def K(self) -> np.ndarray:  # noqa: N802 - the usual name of the intrinsic matrix
+    def K(self) -> np.ndarray:  # the usual name of the intrinsic matrix
         return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
 
     @cached_property
-    def R(self) -> np.ndarray:  # noqa: N802 - rotation ego -> camera
+    def R(self) -> np.ndarray:  # rotation ego -> camera
         cp, sp = math.cos(self.pitch_rad), math.sin(self.pitch_rad)
         cyw, syw = math.cos(self.yaw_rad), math.sin(self.yaw_rad)
         cr, sr = math.cos(self.roll_rad), math.sin(self.roll_rad)
@@ -121,8 +134,10 @@ class Calib:
         above the horizon.
         """
         uv = np.asarray(uv, dtype=np.float64).reshape(-1, 2)
-        rays_c = np.stack([(uv[:, 0] - self.cx) / self.fx, (uv[:, 1] - self.cy) / self.fy,
-                           np.ones(len(uv))], axis=1)
+        rays_c = np.stack(
+            [(uv[:, 0] - self.cx) / self.fx, (uv[:, 1] - self.cy) / self.fy, np.ones(len(uv))],
+            axis=1,
+        )
         rays_e = rays_c @ self.R  # R is orthonormal: R.T maps camera -> ego
         with np.errstate(divide="ignore", invalid="ignore"):
             s = -self.camera_height_m / rays_e[:, 2]

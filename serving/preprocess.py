@@ -30,8 +30,9 @@ def _taps(o: int, scale: float, n: int) -> tuple[int, int, float]:
 
 
 @njit(cache=True, nogil=True)
-def _to_chw(src: np.ndarray, out: np.ndarray, order: np.ndarray, mean: np.ndarray,
-            inv_std: np.ndarray) -> None:
+def _to_chw(
+    src: np.ndarray, out: np.ndarray, order: np.ndarray, mean: np.ndarray, inv_std: np.ndarray
+) -> None:
     """src uint8[H, W, C]; out float32[3, h, w]; order[k] = source channel of RGB channel k."""
     h_in, w_in = src.shape[0], src.shape[1]
     h, w = out.shape[1], out.shape[2]
@@ -64,8 +65,7 @@ def _to_hwc_u8(src: np.ndarray, out: np.ndarray, order: np.ndarray) -> None:
                 out[oy, ox, k] = np.uint8(top * (1.0 - fy) + bot * fy + 0.5)
 
 
-_ORDERS = {"bgr": np.array([2, 1, 0]), "rgb": np.array([0, 1, 2]),
-           "gray": np.array([0, 0, 0])}
+_ORDERS = {"bgr": np.array([2, 1, 0]), "rgb": np.array([0, 1, 2]), "gray": np.array([0, 0, 0])}
 
 
 def _as_hwc(frame: np.ndarray, color: str) -> tuple[np.ndarray, np.ndarray]:
@@ -89,8 +89,9 @@ class Preprocessor:
         self.inv_std = (1.0 / np.asarray(contract.std, np.float64)).astype(np.float32)
         self.out = np.empty((1, 3, contract.input_height, contract.input_width), np.float32)
 
-    def __call__(self, frame: np.ndarray, color: str = "bgr",
-                 out: np.ndarray | None = None) -> np.ndarray:
+    def __call__(
+        self, frame: np.ndarray, color: str = "bgr", out: np.ndarray | None = None
+    ) -> np.ndarray:
         """frame uint8 (see module doc) -> float32[1, 3, h, w] normalised RGB (a view of
         the preallocated buffer unless out is given: copy it to keep it)."""
         src, order = _as_hwc(frame, color)
@@ -114,5 +115,6 @@ def resize_rgb_u8(frame: np.ndarray, width: int, height: int, color: str = "bgr"
 def normalise_u8(rgb: np.ndarray, contract: ModelContract) -> np.ndarray:
     """uint8[..., H, W, 3] RGB -> float32[..., 3, H, W] as the model expects."""
     x = (rgb.astype(np.float32) - np.asarray(contract.mean, np.float32)) / np.asarray(
-        contract.std, np.float32)
+        contract.std, np.float32
+    )
     return np.moveaxis(x, -1, -3)

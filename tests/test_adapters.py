@@ -119,9 +119,17 @@ def test_tusimple_import_clips_lanes_meta(tusimple_root: Path, tmp_path: Path) -
 
     meta = clip.meta
     assert (meta.source, meta.fps, meta.num_frames, meta.h_samples) == (
-        "tusimple", 20.0, 1, H_SAMPLES)
-    assert meta.tags == {"time_of_day": "day", "weather": "clear", "road": "unknown",
-                         "traffic": "unknown"}
+        "tusimple",
+        20.0,
+        1,
+        H_SAMPLES,
+    )
+    assert meta.tags == {
+        "time_of_day": "day",
+        "weather": "clear",
+        "road": "unknown",
+        "traffic": "unknown",
+    }
     sensors = clip.sensors()
     assert sensors["t_ns"].tolist() == [label.timestamp_ns]
     assert sensors["speed_mps"].tolist() == [0.0]
@@ -185,12 +193,16 @@ def test_tusimple_missing_image_names_file_and_line(tusimple_root: Path, tmp_pat
     [
         ("{not json\n", "malformed TuSimple label"),
         ('{"lanes": [], "raw_file": "clips/a/b/20.jpg"}\n', "malformed TuSimple label"),
-        (json.dumps({"lanes": [[1, 2]], "h_samples": [160, 170, 180], "raw_file": "x.jpg"}) + "\n",
-         "lane 0 has 2 xs for 3 rows"),
+        (
+            json.dumps({"lanes": [[1, 2]], "h_samples": [160, 170, 180], "raw_file": "x.jpg"})
+            + "\n",
+            "lane 0 has 2 xs for 3 rows",
+        ),
     ],
 )
-def test_tusimple_malformed_line(tusimple_root: Path, tmp_path: Path, line: str,
-                                 problem: str) -> None:
+def test_tusimple_malformed_line(
+    tusimple_root: Path, tmp_path: Path, line: str, problem: str
+) -> None:
     (tusimple_root / "test_label.json").write_text(line)
     with pytest.raises(FormatError, match=rf"test_label\.json: line 1: {problem}"):
         import_tusimple(tusimple_root, tmp_path / "ds")
@@ -212,7 +224,10 @@ def test_slots_use_extrapolated_bottom_x() -> None:
     outer_right = [[769.0, 400.0], [756.0, 390.0]]
     ego_left = [[500.0, 710.0], [520.0, 650.0]]
     assert assign_lane_slots([outer_right, ego_left, ego_right], 1280, 720) == [
-        "outer_right", "ego_left", "ego_right"]
+        "outer_right",
+        "ego_left",
+        "ego_right",
+    ]
     assert assign_lane_slots([[[700.0, 700.0], [690.0, 600.0]]], 1280, 720) == ["ego_right"]
 
 
@@ -221,7 +236,9 @@ def test_lanes_to_tusimple_xs_order_and_short_lanes() -> None:
     right = Lane("ego_right", [], [-2.0] * 54 + [900.5, 901.0])
     outer = Lane("outer_left", [], [-2.0] * 54 + [100.0, 120.0])
     assert lanes_to_tusimple_xs([outer, short, right]) == [
-        [-2] * 54 + [900.5, 901], [-2] * 54 + [100, 120]]
+        [-2] * 54 + [900.5, 901],
+        [-2] * 54 + [100, 120],
+    ]
 
 
 def test_poly2d_bezier_is_sampled_on_the_curve() -> None:
@@ -239,45 +256,78 @@ def box(x1: float, y1: float, x2: float, y2: float) -> dict:
 
 
 def det_label(category: str, b: dict, occluded: bool = False, truncated: bool = False) -> dict:
-    return {"id": "7", "category": category, "box2d": b,
-            "attributes": {"occluded": occluded, "truncated": truncated}}
+    return {
+        "id": "7",
+        "category": category,
+        "box2d": b,
+        "attributes": {"occluded": occluded, "truncated": truncated},
+    }
 
 
 def lane_label(category: str, vertices: list, types: str = "", **attrs: str) -> dict:
-    return {"category": category, "attributes": attrs,
-            "poly2d": [{"vertices": vertices, "types": types or "L" * len(vertices),
-                        "closed": False}]}
+    return {
+        "category": category,
+        "attributes": attrs,
+        "poly2d": [{"vertices": vertices, "types": types or "L" * len(vertices), "closed": False}],
+    }
 
 
 BDD_DET = [
-    {"name": "b.jpg", "attributes": {"weather": "clear", "timeofday": "daytime"},
-     "labels": [det_label("truck", box(10, 10, 50, 50)), det_label("motor", box(1, 2, 3, 4)),
-                det_label("pedestrian", box(5, 5, 9, 20)),
-                det_label("bicycle", box(5, 5, 9, 20))]},
-    {"name": "a.jpg", "attributes": {"weather": "partly cloudy", "timeofday": "daytime"},
-     "labels": [det_label("car", box(100.5, 200, 300, 400), occluded=True),
-                det_label("bus", box(400, 300, 500, 450)),
-                det_label("person", box(600, 300, 620, 380)),
-                det_label("rider", box(700, 300, 720, 380), truncated=True),
-                det_label("bike", box(700, 340, 725, 390)),
-                det_label("traffic light", box(10, 10, 20, 30)),
-                det_label("car", box(1200, -10, 1350, 100)),
-                det_label("car", box(1300, 10, 1400, 100)),
-                {"category": "drivable area", "poly2d": [{"vertices": [[0, 0], [1, 1]]}]}]},
+    {
+        "name": "b.jpg",
+        "attributes": {"weather": "clear", "timeofday": "daytime"},
+        "labels": [
+            det_label("truck", box(10, 10, 50, 50)),
+            det_label("motor", box(1, 2, 3, 4)),
+            det_label("pedestrian", box(5, 5, 9, 20)),
+            det_label("bicycle", box(5, 5, 9, 20)),
+        ],
+    },
+    {
+        "name": "a.jpg",
+        "attributes": {"weather": "partly cloudy", "timeofday": "daytime"},
+        "labels": [
+            det_label("car", box(100.5, 200, 300, 400), occluded=True),
+            det_label("bus", box(400, 300, 500, 450)),
+            det_label("person", box(600, 300, 620, 380)),
+            det_label("rider", box(700, 300, 720, 380), truncated=True),
+            det_label("bike", box(700, 340, 725, 390)),
+            det_label("traffic light", box(10, 10, 20, 30)),
+            det_label("car", box(1200, -10, 1350, 100)),
+            det_label("car", box(1300, 10, 1400, 100)),
+            {"category": "drivable area", "poly2d": [{"vertices": [[0, 0], [1, 1]]}]},
+        ],
+    },
     {"name": "c.jpg", "attributes": {"weather": "rainy", "timeofday": "night"}, "labels": []},
     {"name": "d.jpg", "attributes": {"weather": "foggy", "timeofday": "dawn/dusk"}},
 ]
 BDD_LANES = [
-    {"name": "a.jpg", "labels": [
-        lane_label("single white", [[400, 720], [600, 400]], laneDirection="parallel",
-                   laneStyle="solid"),
-        lane_label("single white", [[900, 720], [700, 400]], laneStyle="dashed"),
-        lane_label("single white", [[100, 700], [150, 600], [200, 500], [250, 400]], "LCCL",
-                   laneDirection="parallel", laneStyle="dashed"),
-        lane_label("double yellow", [[1200, 720], [800, 400]], laneDirection="parallel",
-                   laneStyle="solid"),
-        lane_label("crosswalk", [[300, 600], [900, 600]], laneDirection="vertical"),
-    ]},
+    {
+        "name": "a.jpg",
+        "labels": [
+            lane_label(
+                "single white",
+                [[400, 720], [600, 400]],
+                laneDirection="parallel",
+                laneStyle="solid",
+            ),
+            lane_label("single white", [[900, 720], [700, 400]], laneStyle="dashed"),
+            lane_label(
+                "single white",
+                [[100, 700], [150, 600], [200, 500], [250, 400]],
+                "LCCL",
+                laneDirection="parallel",
+                laneStyle="dashed",
+            ),
+            lane_label(
+                "double yellow",
+                [[1200, 720], [800, 400]],
+                laneDirection="parallel",
+                laneStyle="solid",
+            ),
+            lane_label("crosswalk", [[300, 600], [900, 600]], laneDirection="vertical"),
+        ],
+    },
     {"name": "only-in-lanes.jpg", "labels": []},
 ]
 
@@ -302,8 +352,12 @@ def test_bdd_import_groups_tags_and_boxes(bdd: dict[str, Path]) -> None:
     assert report.dropped["boxes of category 'traffic light'"] == 1
     assert report.dropped["boxes empty after clipping to the image"] == 1
     tags = {c.clip_id: c.meta.tags for c in ds.clips()}
-    assert tags["bdd100k-a"] == {"time_of_day": "day", "weather": "clear", "road": "unknown",
-                                 "traffic": "unknown"}
+    assert tags["bdd100k-a"] == {
+        "time_of_day": "day",
+        "weather": "clear",
+        "road": "unknown",
+        "traffic": "unknown",
+    }
     assert (tags["bdd100k-c"]["time_of_day"], tags["bdd100k-c"]["weather"]) == ("night", "rain")
     assert (tags["bdd100k-d"]["time_of_day"], tags["bdd100k-d"]["weather"]) == ("dusk", "fog")
     assert [m["tags"] for m in ds.manifest["clips"]] == list(tags.values())
@@ -313,7 +367,13 @@ def test_bdd_import_groups_tags_and_boxes(bdd: dict[str, Path]) -> None:
     assert (a.frame, a.timestamp_ns, b.frame, b.timestamp_ns) == (0, 0, 1, 50_000_000)
     assert clip.frame_path(b).read_bytes() == (bdd["images"] / "b.jpg").read_bytes()
     assert [o.cls for o in a.obstacles] == [
-        "car", "truck", "pedestrian", "cyclist", "cyclist", "car"]
+        "car",
+        "truck",
+        "pedestrian",
+        "cyclist",
+        "cyclist",
+        "car",
+    ]
     assert [o.cls for o in b.obstacles] == ["truck", "cyclist", "pedestrian", "cyclist"]
     ids = [o.track_id for o in a.obstacles + b.obstacles]
     assert len(set(ids)) == len(ids) == 10
@@ -352,7 +412,8 @@ def test_bdd_lanes_resampled_and_slotted(bdd: dict[str, Path]) -> None:
 def test_bdd_lanes_from_det_file_and_frames_per_clip(bdd: dict[str, Path]) -> None:
     frames = json.loads(bdd["det"].read_text())
     frames[0]["labels"].append(
-        lane_label("lane/single yellow", [[300, 720], [600, 400]], laneStyle="solid"))
+        lane_label("lane/single yellow", [[300, 720], [600, 400]], laneStyle="solid")
+    )
     bdd["det"].write_text(json.dumps(frames))
     import_bdd100k(bdd["images"], bdd["det"], bdd["out"], frames_per_clip=1)
     ds = Dataset(bdd["out"])
@@ -375,8 +436,9 @@ def test_bdd_bad_inputs_name_the_file(bdd: dict[str, Path]) -> None:
     bdd["det"].write_text("[{")
     with pytest.raises(FormatError, match=r"det\.json: not valid JSON"):
         import_bdd100k(bdd["images"], bdd["det"], bdd["out"])
-    bdd["det"].write_text(json.dumps([{"name": "a.jpg", "labels": [
-        {"category": "car", "box2d": {"x1": 1}}]}]))
+    bdd["det"].write_text(
+        json.dumps([{"name": "a.jpg", "labels": [{"category": "car", "box2d": {"x1": 1}}]}])
+    )
     with pytest.raises(FormatError, match=r"det\.json: frame a\.jpg: malformed box2d"):
         import_bdd100k(bdd["images"], bdd["det"], bdd["out"])
     with pytest.raises(FormatError, match=r"nope\.json: missing file"):
@@ -396,10 +458,18 @@ def write_boxes_dataset(root: Path) -> Dataset:
         Obstacle(3, "car", [10.0, 20.0, 110.0, 70.0]),
         Obstacle(4, "cyclist", [0.5, 1.5, 3.0, 9.5], distance_m=12.5),
     ]
-    w.write_frame(FrameLabel(0, "frames/000000.jpg", 0, obstacles=obstacles),
-                  cv2.imencode(".jpg", np.zeros((360, 640, 3), np.uint8))[1].tobytes())
-    w.write_frame(FrameLabel(1, "frames/000001.jpg", 50_000_000,
-                             obstacles=[Obstacle(3, "truck", [100, 100, 200, 300])]))
+    w.write_frame(
+        FrameLabel(0, "frames/000000.jpg", 0, obstacles=obstacles),
+        cv2.imencode(".jpg", np.zeros((360, 640, 3), np.uint8))[1].tobytes(),
+    )
+    w.write_frame(
+        FrameLabel(
+            1,
+            "frames/000001.jpg",
+            50_000_000,
+            obstacles=[Obstacle(3, "truck", [100, 100, 200, 300])],
+        )
+    )
     meta = ClipMeta("c0", "sim", 20.0, 2, H_SAMPLES)
     w.close(Calib.default(640, 360), meta, np.array([[0, 0, 0, 0, 0], [5e7, 0, 0, 0, 0]]))
     write_manifest(root, "sim", clips=[{"clip_id": "c0", "num_frames": 2}])
@@ -414,12 +484,25 @@ def test_coco_export_boxes(tmp_path: Path) -> None:
     assert [c["name"] for c in coco["categories"]] == ["car", "truck", "pedestrian", "cyclist"]
     assert [c["id"] for c in coco["categories"]] == [1, 2, 3, 4]
     img0, img1 = coco["images"]
-    assert img0 == {"id": 1, "file_name": "clips/c0/frames/000000.jpg", "width": 640,
-                    "height": 360, "clip_id": "c0", "frame": 0}
+    assert img0 == {
+        "id": 1,
+        "file_name": "clips/c0/frames/000000.jpg",
+        "width": 640,
+        "height": 360,
+        "clip_id": "c0",
+        "frame": 0,
+    }
     assert img1["id"] == 2 and img1["file_name"] == "clips/c0/frames/000001.jpg"
     car, cyc, truck = coco["annotations"]
-    assert car == {"id": 1, "image_id": 1, "category_id": 1, "bbox": [10.0, 20.0, 100.0, 50.0],
-                   "area": 5000.0, "iscrowd": 0, "track_id": 3}
+    assert car == {
+        "id": 1,
+        "image_id": 1,
+        "category_id": 1,
+        "bbox": [10.0, 20.0, 100.0, 50.0],
+        "area": 5000.0,
+        "iscrowd": 0,
+        "track_id": 3,
+    }
     assert cyc["bbox"] == [0.5, 1.5, 2.5, 8.0] and cyc["area"] == 20.0
     assert (cyc["category_id"], cyc["distance_m"], cyc["track_id"]) == (4, 12.5, 4)
     assert (truck["image_id"], truck["category_id"], truck["bbox"]) == (2, 2, [100, 100, 100, 200])
@@ -434,8 +517,15 @@ def test_coco_loads_and_evaluates_with_pycocotools(tmp_path: Path) -> None:
     to_coco(ds, out)
     gt = COCO(str(out))
     assert sorted(gt.getImgIds()) == [1, 2] and len(gt.getAnnIds(imgIds=[1])) == 2
-    dets = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"],
-             "score": 1.0} for a in gt.dataset["annotations"]]
+    dets = [
+        {
+            "image_id": a["image_id"],
+            "category_id": a["category_id"],
+            "bbox": a["bbox"],
+            "score": 1.0,
+        }
+        for a in gt.dataset["annotations"]
+    ]
     ev = COCOeval(gt, gt.loadRes(dets), "bbox")
     ev.evaluate()
     ev.accumulate()
@@ -466,16 +556,39 @@ def test_register_builds_working_commands(tusimple_root: Path, tmp_path: Path) -
     parser = argparse.ArgumentParser()
     adapters.register(parser.add_subparsers(dest="command", required=True))
     out = tmp_path / "ds"
-    args = parser.parse_args(["import", "tusimple", "--root", str(tusimple_root), "--out",
-                              str(out), "--copy"])
+    args = parser.parse_args(
+        ["import", "tusimple", "--root", str(tusimple_root), "--out", str(out), "--copy"]
+    )
     assert args.func(args) == 0 and len(Dataset(out).clip_ids()) == 3
-    args = parser.parse_args(["export", "tusimple", "--data", str(out), "--out",
-                              str(tmp_path / "t.json"), "--clips", "tusimple-0313-1-6060"])
+    args = parser.parse_args(
+        [
+            "export",
+            "tusimple",
+            "--data",
+            str(out),
+            "--out",
+            str(tmp_path / "t.json"),
+            "--clips",
+            "tusimple-0313-1-6060",
+        ]
+    )
     assert args.func(args) == 0
     assert len((tmp_path / "t.json").read_text().splitlines()) == 1
     with pytest.raises(SystemExit):
-        parser.parse_args(["import", "bdd100k", "--images", "x", "--det-labels", "y", "--out",
-                           "z", "--frames-per-clip", "0"])
+        parser.parse_args(
+            [
+                "import",
+                "bdd100k",
+                "--images",
+                "x",
+                "--det-labels",
+                "y",
+                "--out",
+                "z",
+                "--frames-per-clip",
+                "0",
+            ]
+        )
 
 
 @pytest.fixture
@@ -489,25 +602,61 @@ def cli_main():  # type: ignore[no-untyped-def]
     return cli.main
 
 
-def test_cli_import_and_export(cli_main, tusimple_root: Path, bdd: dict[str, Path],  # type: ignore[no-untyped-def]
-                               tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_import_and_export(
+    cli_main,
+    tusimple_root: Path,
+    bdd: dict[str, Path],  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     out = tmp_path / "ts"
     assert cli_main(["import", "tusimple", "--root", str(tusimple_root), "--out", str(out)]) == 0
     assert "imported 3 clips, 3 frames" in capsys.readouterr().out
-    assert cli_main(["import", "bdd100k", "--images", str(bdd["images"]), "--det-labels",
-                     str(bdd["det"]), "--lane-labels", str(bdd["lanes"]), "--out",
-                     str(bdd["out"]), "--frames-per-clip", "2"]) == 0
+    assert (
+        cli_main(
+            [
+                "import",
+                "bdd100k",
+                "--images",
+                str(bdd["images"]),
+                "--det-labels",
+                str(bdd["det"]),
+                "--lane-labels",
+                str(bdd["lanes"]),
+                "--out",
+                str(bdd["out"]),
+                "--frames-per-clip",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert len(Dataset(bdd["out"]).clip_ids()) == 3
-    assert cli_main(["export", "coco", "--data", str(bdd["out"]), "--out",
-                     str(tmp_path / "c.json")]) == 0
+    assert (
+        cli_main(["export", "coco", "--data", str(bdd["out"]), "--out", str(tmp_path / "c.json")])
+        == 0
+    )
     assert len(json.loads((tmp_path / "c.json").read_text())["annotations"]) == 10
 
 
-def test_cli_missing_file_is_one_line(cli_main, bdd: dict[str, Path],  # type: ignore[no-untyped-def]
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_missing_file_is_one_line(
+    cli_main,
+    bdd: dict[str, Path],  # type: ignore[no-untyped-def]
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     missing = bdd["det"].with_name("missing.json")
-    rc = cli_main(["import", "bdd100k", "--images", str(bdd["images"]), "--det-labels",
-                   str(missing), "--out", str(bdd["out"])])
+    rc = cli_main(
+        [
+            "import",
+            "bdd100k",
+            "--images",
+            str(bdd["images"]),
+            "--det-labels",
+            str(missing),
+            "--out",
+            str(bdd["out"]),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2
     assert err.count("\n") == 1 and "missing.json: missing file" in err

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,8 +23,11 @@ SMALL = DataParams(seed=11, clips=3, frames=4, width=320, height=180, workers=1)
 
 
 def _hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_same_seed_same_bytes_whatever_the_worker_count(tmp_path: Path) -> None:
@@ -65,8 +67,11 @@ def _cv2_project(calib: Calib, pts: np.ndarray) -> np.ndarray:
 
 def _flat_scene(seed: int, frames: int = 8):
     sc = sample_scenario("t", seed, 1280, 720, 20.0, frames)
-    sc = replace(sc, road=replace(sc.road, hill_amplitude_m=0.0),
-                 traffic=replace(sc.traffic, events=("parked", "cut_in", "lead_brake")))
+    sc = replace(
+        sc,
+        road=replace(sc.road, hill_amplitude_m=0.0),
+        traffic=replace(sc.traffic, events=("parked", "cut_in", "lead_brake")),
+    )
     rng = np.random.default_rng(seed)
     road = Road(sc.road, 900.0)
     traffic = Traffic(sc, road, rng)
@@ -100,10 +105,10 @@ def test_boxes_match_projected_3d_truth(seed: int) -> None:
         if actor.cls not in ("car", "truck") or ob.truncation > 0:
             continue
         yaw = ob.yaw_rad
-        rot = np.array([[np.cos(yaw), -np.sin(yaw), 0], [np.sin(yaw), np.cos(yaw), 0],
-                        [0, 0, 1]])
-        corners = np.concatenate([np.array(p.centre) + _CORNERS * np.array(p.size)
-                                  for p in actor.parts])
+        rot = np.array([[np.cos(yaw), -np.sin(yaw), 0], [np.sin(yaw), np.cos(yaw), 0], [0, 0, 1]])
+        corners = np.concatenate(
+            [np.array(p.centre) + _CORNERS * np.array(p.size) for p in actor.parts]
+        )
         uv = _cv2_project(sc.calib, corners @ rot.T + np.array(ob.position_m))
         assert np.abs(np.r_[uv.min(0), uv.max(0)] - np.array(ob.box)).max() < 1.0
         length, width, height = ob.dims_m
@@ -133,7 +138,7 @@ def test_static_objects_move_as_the_can_bus_says(seed: int) -> None:
     for a static point p in the ego frame, dp/dt = (-v + w * y, -w * x)."""
     from perception.sim.generate import _sensor_rows
 
-    sc, traffic, renderer = _flat_scene(seed)
+    _, traffic, renderer = _flat_scene(seed)
     sensors = _sensor_rows(traffic, renderer.road, np.random.default_rng(0), 0)
     checked = 0
     for frame in (2, 5):

@@ -46,10 +46,10 @@ class FormatError(ValueError):
 
 @dataclass
 class Lane:
-    slot: str                      # one of serving.contract.LANE_SLOTS
-    points: list[list[float]]      # (u, v) pixels, bottom to top
-    x_at_h: list[float]            # TuSimple x per h_samples row, -2 = no point
-    style: str = "solid"           # solid | dashed | double | none (unknown / not painted)
+    slot: str  # one of serving.contract.LANE_SLOTS
+    points: list[list[float]]  # (u, v) pixels, bottom to top
+    x_at_h: list[float]  # TuSimple x per h_samples row, -2 = no point
+    style: str = "solid"  # solid | dashed | double | none (unknown / not painted)
     color: str = "white"
     points_3d: list[list[float]] | None = None  # ego frame metres, one per point (sim only)
 
@@ -57,21 +57,21 @@ class Lane:
 @dataclass
 class Obstacle:
     track_id: int
-    cls: str                       # one of serving.contract.CLASS_NAMES
-    box: list[float]               # x1 y1 x2 y2 pixels, clipped to the image
+    cls: str  # one of serving.contract.CLASS_NAMES
+    box: list[float]  # x1 y1 x2 y2 pixels, clipped to the image
     position_m: list[float] | None = None  # bottom-face centre, ego frame
-    dims_m: list[float] | None = None      # length, width, height
-    yaw_rad: float = 0.0           # heading relative to ego x, positive to the left
-    distance_m: float | None = None        # forward distance to the object's nearest point
+    dims_m: list[float] | None = None  # length, width, height
+    yaw_rad: float = 0.0  # heading relative to ego x, positive to the left
+    distance_m: float | None = None  # forward distance to the object's nearest point
     rel_velocity_mps: list[float] | None = None  # (vx, vy) relative to ego, ego frame
-    occlusion: float = 0.0         # fraction of the object hidden by nearer objects
-    truncation: float = 0.0        # fraction of the object outside the image
+    occlusion: float = 0.0  # fraction of the object hidden by nearer objects
+    truncation: float = 0.0  # fraction of the object outside the image
 
 
 @dataclass
 class FrameLabel:
     frame: int
-    image: str                     # path relative to the clip folder
+    image: str  # path relative to the clip folder
     timestamp_ns: int
     lanes: list[Lane] = field(default_factory=list)
     obstacles: list[Obstacle] = field(default_factory=list)
@@ -79,14 +79,21 @@ class FrameLabel:
     def to_json(self) -> str:
         # vars() instead of dataclasses.asdict: no deep copy, this runs for every frame
         lanes = [{k: v for k, v in vars(lane).items() if v is not None} for lane in self.lanes]
-        d = {"frame": self.frame, "image": self.image, "timestamp_ns": self.timestamp_ns,
-             "lanes": lanes, "obstacles": [vars(o) for o in self.obstacles]}
+        d = {
+            "frame": self.frame,
+            "image": self.image,
+            "timestamp_ns": self.timestamp_ns,
+            "lanes": lanes,
+            "obstacles": [vars(o) for o in self.obstacles],
+        }
         return json.dumps(d, separators=(",", ":"))
 
     @classmethod
     def from_dict(cls, d: dict) -> FrameLabel:
         return cls(
-            frame=int(d["frame"]), image=str(d["image"]), timestamp_ns=int(d["timestamp_ns"]),
+            frame=int(d["frame"]),
+            image=str(d["image"]),
+            timestamp_ns=int(d["timestamp_ns"]),
             lanes=[Lane(**lane) for lane in d.get("lanes", [])],
             obstacles=[Obstacle(**o) for o in d.get("obstacles", [])],
         )
@@ -95,12 +102,12 @@ class FrameLabel:
 @dataclass
 class ClipMeta:
     clip_id: str
-    source: str                    # "sim", "tusimple", "bdd100k", ...
+    source: str  # "sim", "tusimple", "bdd100k", ...
     fps: float
     num_frames: int
     h_samples: list[int]
-    tags: dict[str, str] = field(default_factory=dict)    # TAG_KEYS -> value
-    events: list[str] = field(default_factory=list)       # cut_in, lead_brake, ...
+    tags: dict[str, str] = field(default_factory=dict)  # TAG_KEYS -> value
+    events: list[str] = field(default_factory=list)  # cut_in, lead_brake, ...
     schema_version: int = SCHEMA_VERSION
 
     @classmethod
@@ -202,8 +209,10 @@ class Dataset:
     def manifest(self) -> dict:
         m = _read_json(self.root / "manifest.json")
         if m.get("schema_version") != SCHEMA_VERSION:
-            raise FormatError(f"{self.root / 'manifest.json'}: schema_version "
-                              f"{m.get('schema_version')!r}, this reader knows {SCHEMA_VERSION}")
+            raise FormatError(
+                f"{self.root / 'manifest.json'}: schema_version "
+                f"{m.get('schema_version')!r}, this reader knows {SCHEMA_VERSION}"
+            )
         return m
 
     def clip_ids(self) -> list[str]:
@@ -244,8 +253,9 @@ class ClipWriter:
 
     def close(self, calib: Calib, meta: ClipMeta, sensors: np.ndarray) -> Path:
         self._labels.close()
-        atomic_write_json(self.tmp / "calib.json",
-                          {"schema_version": SCHEMA_VERSION, **calib.to_dict()})
+        atomic_write_json(
+            self.tmp / "calib.json", {"schema_version": SCHEMA_VERSION, **calib.to_dict()}
+        )
         atomic_write_json(self.tmp / "meta.json", asdict(meta))
         atomic_write_text(self.tmp / "sensors.csv", sensors_to_csv(sensors))
         if self.final.exists():
@@ -260,8 +270,16 @@ class ClipWriter:
 
 def write_manifest(root: str | Path, source: str, clips: list[dict], **extra: object) -> None:
     """clips: one dict per clip with at least clip_id and num_frames, in a stable order."""
-    atomic_write_json(Path(root) / "manifest.json", {
-        "schema_version": SCHEMA_VERSION, "source": source, **extra,
-        "num_clips": len(clips), "num_frames": int(sum(c["num_frames"] for c in clips)),
-        "classes": list(CLASS_NAMES), "lane_slots": list(LANE_SLOTS), "clips": clips,
-    })
+    atomic_write_json(
+        Path(root) / "manifest.json",
+        {
+            "schema_version": SCHEMA_VERSION,
+            "source": source,
+            **extra,
+            "num_clips": len(clips),
+            "num_frames": int(sum(c["num_frames"] for c in clips)),
+            "classes": list(CLASS_NAMES),
+            "lane_slots": list(LANE_SLOTS),
+            "clips": clips,
+        },
+    )

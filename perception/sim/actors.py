@@ -29,9 +29,22 @@ DIMS = {
     "pedestrian": ((0.35, 0.5), (0.45, 0.6), (1.5, 1.95)),
     "cyclist": ((1.6, 1.85), (0.55, 0.7), (1.6, 1.85)),
 }
-BODY_COLOURS = np.array([[235, 235, 235], [30, 30, 30], [128, 128, 128], [190, 190, 195],
-                         [40, 40, 170], [150, 80, 30], [40, 110, 40], [30, 150, 210],
-                         [90, 40, 40], [200, 200, 60], [60, 60, 100]], dtype=np.int32)
+BODY_COLOURS = np.array(
+    [
+        [235, 235, 235],
+        [30, 30, 30],
+        [128, 128, 128],
+        [190, 190, 195],
+        [40, 40, 170],
+        [150, 80, 30],
+        [40, 110, 40],
+        [30, 150, 210],
+        [90, 40, 40],
+        [200, 200, 60],
+        [60, 60, 100],
+    ],
+    dtype=np.int32,
+)
 
 
 @dataclass
@@ -41,7 +54,7 @@ class Part:
     centre: tuple[float, float, float]
     size: tuple[float, float, float]
     colour: tuple[int, int, int]
-    kind: str = "body"             # body | glass | light_rear | light_front | skin | wheel
+    kind: str = "body"  # body | glass | light_rear | light_front | skin | wheel
 
 
 @dataclass
@@ -50,9 +63,9 @@ class Actor:
     cls: str
     dims: tuple[float, float, float]
     colour: tuple[int, int, int]
-    s: np.ndarray                   # arc length per step
-    lat: np.ndarray                 # lateral offset per step
-    heading: float = 0.0            # relative to the road: 0 same way, pi oncoming, ±pi/2 across
+    s: np.ndarray  # arc length per step
+    lat: np.ndarray  # lateral offset per step
+    heading: float = 0.0  # relative to the road: 0 same way, pi oncoming, ±pi/2 across
     accent: tuple[int, int, int] = (60, 60, 60)
     parts: list[Part] = field(default_factory=list)
 
@@ -71,8 +84,12 @@ def _dims(rng: np.random.Generator, cls: str) -> tuple[float, float, float]:
     return float(rng.uniform(l0, l1)), float(rng.uniform(w0, w1)), float(rng.uniform(h0, h1))
 
 
-def vehicle_parts(cls: str, dims: tuple[float, float, float], colour: tuple[int, int, int],
-                  rng: np.random.Generator) -> list[Part]:
+def vehicle_parts(
+    cls: str,
+    dims: tuple[float, float, float],
+    colour: tuple[int, int, int],
+    rng: np.random.Generator,
+) -> list[Part]:
     """Lower body + cabin for cars, cargo box + cab for trucks, with glass, lights, wheels."""
     L, W, H = dims
     dark = (20, 20, 22)
@@ -81,19 +98,30 @@ def vehicle_parts(cls: str, dims: tuple[float, float, float], colour: tuple[int,
         hb = H * rng.uniform(0.5, 0.6)
         cab_l = L * rng.uniform(0.45, 0.6)
         cab_x = rng.uniform(-0.12, 0.05) * L
-        parts = [Part((0.0, 0.0, hb / 2), (L, W, hb), colour),
-                 Part((cab_x, 0.0, hb + (H - hb) / 2), (cab_l, W * 0.88, H - hb), colour)]
+        parts = [
+            Part((0.0, 0.0, hb / 2), (L, W, hb), colour),
+            Part((cab_x, 0.0, hb + (H - hb) / 2), (cab_l, W * 0.88, H - hb), colour),
+        ]
         # windows as slightly larger, shorter glass boxes wrapped around the cabin
-        parts.append(Part((cab_x, 0.0, hb + (H - hb) * 0.5), (cab_l + 0.02, W * 0.88 + 0.02,
-                                                               (H - hb) * 0.7), glass, "glass"))
+        parts.append(
+            Part(
+                (cab_x, 0.0, hb + (H - hb) * 0.5),
+                (cab_l + 0.02, W * 0.88 + 0.02, (H - hb) * 0.7),
+                glass,
+                "glass",
+            )
+        )
     else:
         cab_l = min(2.2, L * 0.3)
         box_l = L - cab_l - 0.2
-        parts = [Part((-L / 2 + box_l / 2, 0.0, H / 2 + 0.15), (box_l, W, H - 0.3), colour),
-                 Part((L / 2 - cab_l / 2, 0.0, 1.4), (cab_l, W * 0.97, 2.2), (200, 200, 205)),
-                 Part((L / 2 - cab_l / 2, 0.0, 1.9), (cab_l + 0.02, W * 0.97 + 0.02, 0.7),
-                      glass, "glass"),
-                 Part((0.0, 0.0, 0.45), (L * 0.95, W * 0.9, 0.6), dark)]
+        parts = [
+            Part((-L / 2 + box_l / 2, 0.0, H / 2 + 0.15), (box_l, W, H - 0.3), colour),
+            Part((L / 2 - cab_l / 2, 0.0, 1.4), (cab_l, W * 0.97, 2.2), (200, 200, 205)),
+            Part(
+                (L / 2 - cab_l / 2, 0.0, 1.9), (cab_l + 0.02, W * 0.97 + 0.02, 0.7), glass, "glass"
+            ),
+            Part((0.0, 0.0, 0.45), (L * 0.95, W * 0.9, 0.6), dark),
+        ]
     lw, lh = 0.22 * W, 0.12 * H
     zl = H * (0.42 if cls == "car" else 0.25)
     for side in (-1, 1):
@@ -101,27 +129,35 @@ def vehicle_parts(cls: str, dims: tuple[float, float, float], colour: tuple[int,
         parts.append(Part((-L / 2 - 0.01, y, zl), (0.03, lw, lh), (30, 30, 200), "light_rear"))
         parts.append(Part((L / 2 + 0.01, y, zl), (0.03, lw, lh), (210, 230, 235), "light_front"))
         for x in (-L / 2 + 0.8, L / 2 - 0.8):
-            parts.append(Part((x, side * (W / 2 + 0.01), 0.33), (0.66, 0.03, 0.66), dark,
-                              "wheel"))
+            parts.append(Part((x, side * (W / 2 + 0.01), 0.33), (0.66, 0.03, 0.66), dark, "wheel"))
     return parts
 
 
-def person_parts(dims: tuple[float, float, float], colour: tuple[int, int, int],
-                 accent: tuple[int, int, int], phase: float, cyclist: bool) -> list[Part]:
+def person_parts(
+    dims: tuple[float, float, float],
+    colour: tuple[int, int, int],
+    accent: tuple[int, int, int],
+    phase: float,
+    cyclist: bool,
+) -> list[Part]:
     """A boxy walker or rider; phase (rad) swings the legs."""
     L, W, H = dims
     skin = (120, 150, 190)
     if cyclist:
-        parts = [Part((0.0, 0.0, 0.35), (L, 0.06, 0.7), (25, 25, 25), "wheel"),
-                 Part((0.1, 0.0, H * 0.62), (0.35, W * 0.8, H * 0.3), colour),
-                 Part((0.1, 0.0, H * 0.35), (0.2, W * 0.5, H * 0.3), accent)]
+        parts = [
+            Part((0.0, 0.0, 0.35), (L, 0.06, 0.7), (25, 25, 25), "wheel"),
+            Part((0.1, 0.0, H * 0.62), (0.35, W * 0.8, H * 0.3), colour),
+            Part((0.1, 0.0, H * 0.35), (0.2, W * 0.5, H * 0.3), accent),
+        ]
     else:
         swing = 0.18 * math.sin(phase)
-        parts = [Part((swing, 0.09, H * 0.24), (0.14, 0.14, H * 0.48), accent),
-                 Part((-swing, -0.09, H * 0.24), (0.14, 0.14, H * 0.48), accent),
-                 Part((0.0, 0.0, H * 0.63), (0.26, W * 0.75, H * 0.32), colour),
-                 Part((-swing * 0.5, W * 0.43, H * 0.6), (0.1, 0.1, H * 0.3), colour),
-                 Part((swing * 0.5, -W * 0.43, H * 0.6), (0.1, 0.1, H * 0.3), colour)]
+        parts = [
+            Part((swing, 0.09, H * 0.24), (0.14, 0.14, H * 0.48), accent),
+            Part((-swing, -0.09, H * 0.24), (0.14, 0.14, H * 0.48), accent),
+            Part((0.0, 0.0, H * 0.63), (0.26, W * 0.75, H * 0.32), colour),
+            Part((-swing * 0.5, W * 0.43, H * 0.6), (0.1, 0.1, H * 0.3), colour),
+            Part((swing * 0.5, -W * 0.43, H * 0.6), (0.1, 0.1, H * 0.3), colour),
+        ]
     parts.append(Part((0.05 if cyclist else 0.0, 0.0, H - 0.12), (0.2, 0.2, 0.24), skin, "skin"))
     return parts
 
@@ -170,8 +206,9 @@ class Traffic:
             gaps = np.cumsum(rng.uniform(18.0, 45.0, per_lane)) + start
             for gap in gaps:
                 lat = road.lane_centre(lane) + rng.normal(0.0, 0.15)
-                self._add(self._vehicle_cls(), self._cruise(self.s0 + gap, v_lane),
-                          np.full(self.n, lat))
+                self._add(
+                    self._vehicle_cls(), self._cruise(self.s0 + gap, v_lane), np.full(self.n, lat)
+                )
         lead = self._lead()
         if "lead_brake" in events and lead is not None:
             tb, dec, dur = rng.uniform(0.5, 2.5), rng.uniform(3.0, 6.0), rng.uniform(1.0, 2.5)
@@ -185,16 +222,20 @@ class Traffic:
             tc = rng.uniform(0.5, 2.0)
             frac = np.clip((self.t - tc) / rng.uniform(2.0, 3.5), 0.0, 1.0)
             frac = 0.5 - 0.5 * np.cos(np.pi * frac)
-            self._add(self._vehicle_cls(),
-                      self._cruise(self.s0 + rng.uniform(12.0, 22.0), v_ego - rng.uniform(1, 4)),
-                      from_lat * (1.0 - frac))
+            self._add(
+                self._vehicle_cls(),
+                self._cruise(self.s0 + rng.uniform(12.0, 22.0), v_ego - rng.uniform(1, 4)),
+                from_lat * (1.0 - frac),
+            )
         if "oncoming" in events:
             for _ in range(per_lane + 1):
                 lane = int(rng.integers(0, spec.oncoming_lanes))
-                s = self.s0 + rng.uniform(40.0, 260.0) - np.cumsum(
-                    np.full(self.n, rng.uniform(10.0, 25.0))) / SENSOR_HZ
-                self._add(self._vehicle_cls(), s, np.full(self.n, road.lane_centre(lane)),
-                          math.pi)
+                s = (
+                    self.s0
+                    + rng.uniform(40.0, 260.0)
+                    - np.cumsum(np.full(self.n, rng.uniform(10.0, 25.0))) / SENSOR_HZ
+                )
+                self._add(self._vehicle_cls(), s, np.full(self.n, road.lane_centre(lane)), math.pi)
         self._spawn_vulnerable(events)
 
     def _edge_lat(self, side: int) -> float:
@@ -202,7 +243,7 @@ class Traffic:
         return float(off[0] if side > 0 else off[-1])
 
     def _spawn_vulnerable(self, events: set[str]) -> None:
-        rng, road = self.rng, self.road
+        rng = self.rng
         if "ped_crossing" in events:
             for _ in range(int(rng.integers(1, 4))):
                 side = int(rng.choice([-1, 1]))
@@ -212,30 +253,37 @@ class Traffic:
                 lat = lat0 + speed * np.maximum(self.t - t0, 0.0)
                 s = np.full(self.n, self.s0 + rng.uniform(35.0, 70.0))
                 self._add("pedestrian", s, lat, -side * math.pi / 2)
-        for _ in range(int(rng.integers(0, 4))):   # walkers along the verge
+        for _ in range(int(rng.integers(1, 7))):  # walkers along the verge
             side = int(rng.choice([-1, 1]))
-            lat = self._edge_lat(side) + side * rng.uniform(0.8, 3.0)
+            lat_p = self._edge_lat(side) + side * rng.uniform(0.8, 3.0)
             direction = int(rng.choice([0, 1]))
             v = rng.uniform(0.8, 1.6) * (1 if direction == 0 else -1)
             s = self.s0 + rng.uniform(15.0, 90.0) + np.cumsum(np.full(self.n, v)) / SENSOR_HZ
-            self._add("pedestrian", s, np.full(self.n, lat), 0.0 if v > 0 else math.pi)
+            self._add("pedestrian", s, np.full(self.n, lat_p), 0.0 if v > 0 else math.pi)
         if "cyclist" in events:
-            lat = self._edge_lat(-1) + rng.uniform(0.3, 1.2)
-            self._add("cyclist", self._cruise(self.s0 + rng.uniform(15.0, 60.0),
-                                              rng.uniform(3.5, 7.0)), np.full(self.n, lat))
+            for _ in range(int(rng.integers(1, 3))):
+                lat_c = self._edge_lat(-1) + rng.uniform(0.3, 1.2)
+                self._add(
+                    "cyclist",
+                    self._cruise(self.s0 + rng.uniform(15.0, 80.0), rng.uniform(3.5, 7.0)),
+                    np.full(self.n, lat_c),
+                )
         if "parked" in events:
             for k in range(int(rng.integers(1, 4))):
-                lat = self._edge_lat(-1) - rng.uniform(1.0, 1.6)
+                lat_k = self._edge_lat(-1) - rng.uniform(1.0, 1.6)
                 s = np.full(self.n, self.s0 + 20.0 + 12.0 * k + rng.uniform(0, 40.0))
-                self._add("car", s, np.full(self.n, lat))
+                self._add("car", s, np.full(self.n, lat_k))
         for a in self.actors:
             if a.cls in ("pedestrian", "cyclist"):
                 a.colour = tuple(int(c) for c in BODY_COLOURS[rng.integers(len(BODY_COLOURS))])  # type: ignore[assignment]
 
     def _lead(self) -> Actor | None:
         lat = self.road.lane_centre(self.road.spec.ego_lane)
-        ahead = [a for a in self.actors if abs(a.lat[0] - lat) < 1.0 and a.s[0] > self.s0
-                 and a.heading == 0.0]
+        ahead = [
+            a
+            for a in self.actors
+            if abs(a.lat[0] - lat) < 1.0 and a.s[0] > self.s0 and a.heading == 0.0
+        ]
         return min(ahead, key=lambda a: a.s[0]) if ahead else None
 
     # -- ego --------------------------------------------------------------------------------

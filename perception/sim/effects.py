@@ -15,9 +15,19 @@ LIGHT_ONE = 128  # light-map value meaning "lit as rendered"; 255 is ~2x (lamps,
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def apply_camera(img: np.ndarray, light: np.ndarray, fog_row: np.ndarray, fog_bgr: np.ndarray,
-                 gain_bgr: np.ndarray, vignette: float, glare_uv: np.ndarray, glare: float,
-                 glare_r: float, noise: np.ndarray, noise_off: np.ndarray) -> None:
+def apply_camera(
+    img: np.ndarray,
+    light: np.ndarray,
+    fog_row: np.ndarray,
+    fog_bgr: np.ndarray,
+    gain_bgr: np.ndarray,
+    vignette: float,
+    glare_uv: np.ndarray,
+    glare: float,
+    glare_r: float,
+    noise: np.ndarray,
+    noise_off: np.ndarray,
+) -> None:
     """In place on img uint8[H, W, 3] BGR.
 
     light uint8[H, W] (LIGHT_ONE = 1.0); fog_row float32[H] fraction of fog colour per row;

@@ -13,73 +13,58 @@ import os
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import ClassVar
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
 from perception.dataset.schema import ClipMeta, ClipWriter, FrameLabel, write_manifest
-from perception.params import load_params, section
+from perception.params import DataParams, load_params, section
+from perception.sim.actors import SENSOR_HZ, Traffic
+from perception.sim.render import Renderer
+from perception.sim.road import Road
+from perception.sim.scenario import sample_scenario
 from serving.contract import tusimple_h_samples
 
 GENERATOR_VERSION = "sim-1"
 
 
-@dataclass(frozen=True)
-class DataParams:
-    """The simulated dataset (params.yaml `data`)."""
-
-    SECTION: ClassVar[str] = "data"
-    seed: int = 7
-    clips: int = 48
-    frames: int = 100
-    width: int = 1280
-    height: int = 720
-    fps: float = 20.0
-    jpeg_quality: int = 90
-    workers: int = 2
-
-
 def clip_seeds(seed: int, n: int) -> list[int]:
     """Independent 63-bit seeds, one per clip, stable for a given (seed, clip index)."""
-    return [int(s.generate_state(2, np.uint64)[0] >> np.uint64(1))
-            for s in np.random.SeedSequence(seed).spawn(n)]
+    return [
+        int(s.generate_state(2, np.uint64)[0] >> np.uint64(1))
+        for s in np.random.SeedSequence(seed).spawn(n)
+    ]
 
 
-def _sensor_rows(traffic, road, rng: np.random.Generator, t0_ns: int) -> np.ndarray:
+def _sensor_rows(traffic: Traffic, road: Road, rng: np.random.Generator, t0_ns: int) -> np.ndarray:
     """CAN-like signals at 100 Hz with noise: t_ns, speed, yaw rate, acceleration, steering."""
-    from perception.sim.actors import SENSOR_HZ
-
     n = traffic.n
     heading = np.array([road.heading(float(s)) for s in traffic.ego_s])
-    lat_yaw = np.arctan2(np.gradient(traffic.ego_lat), np.maximum(np.gradient(traffic.ego_s),
-                                                                   1e-6))
+    lat_yaw = np.arctan2(np.gradient(traffic.ego_lat), np.maximum(np.gradient(traffic.ego_s), 1e-6))
     yaw_rate = np.gradient(heading + lat_yaw) * SENSOR_HZ
     speed = traffic.ego_v
     curvature = yaw_rate / np.maximum(speed, 0.5)
-    steering = np.arctan(2.8 * curvature) * 15.0            # wheelbase 2.8 m, ratio 15:1
-    jitter = rng.integers(-200_000, 200_001, n)             # +-0.2 ms timestamp jitter
+    steering = np.arctan(2.8 * curvature) * 15.0  # wheelbase 2.8 m, ratio 15:1
+    jitter = rng.integers(-200_000, 200_001, n)  # +-0.2 ms timestamp jitter
     t = t0_ns + (np.arange(n) * (1e9 / SENSOR_HZ)).astype(np.int64) + jitter
     bias = rng.normal(0.0, 0.002)
-    return np.stack([
-        t.astype(np.float64),
-        np.round(np.maximum(speed + rng.normal(0, 0.05, n), 0.0), 2),
-        yaw_rate + bias + rng.normal(0, 0.003, n),
-        traffic.ego_a + rng.normal(0, 0.08, n),
-        steering + rng.normal(0, 0.002, n),
-    ], axis=1)
+    return np.stack(
+        [
+            t.astype(np.float64),
+            np.round(np.maximum(speed + rng.normal(0, 0.05, n), 0.0), 2),
+            yaw_rate + bias + rng.normal(0, 0.003, n),
+            traffic.ego_a + rng.normal(0, 0.08, n),
+            steering + rng.normal(0, 0.002, n),
+        ],
+        axis=1,
+    )
 
 
 def generate_clip(out: Path, clip_id: str, seed: int, p: DataParams) -> dict:
     """Simulate and write one clip; returns its manifest entry."""
-    import cv2
-
-    from perception.sim.actors import Traffic
-    from perception.sim.render import Renderer
-    from perception.sim.road import Road
-    from perception.sim.scenario import sample_scenario
 
     cv2.setNumThreads(1)
     sc = sample_scenario(clip_id, seed, p.width, p.height, p.fps, p.frames)
@@ -97,17 +82,23 @@ def generate_clip(out: Path, clip_id: str, seed: int, p: DataParams) -> dict:
             ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, p.jpeg_quality])
             assert ok, "JPEG encoding failed"
             step = i * traffic.steps_per_frame
-            t_ns = t0_ns + int(round(step * 1e9 / 100.0)) + int(rng.integers(-500_000, 500_001))
+            t_ns = t0_ns + round(step * 1e9 / SENSOR_HZ) + int(rng.integers(-500_000, 500_001))
             label = FrameLabel(i, f"frames/{i:06d}.jpg", t_ns, lanes, obstacles)
             writer.write_frame(label, buf.tobytes())
-        meta = ClipMeta(clip_id, "sim", p.fps, p.frames, h_samples, dict(sc.tags),
-                        sorted(sc.traffic.events))
+        meta = ClipMeta(
+            clip_id, "sim", p.fps, p.frames, h_samples, dict(sc.tags), sorted(sc.traffic.events)
+        )
         writer.close(sc.calib, meta, sensors)
     except BaseException:
         writer.abort()
         raise
-    return {"clip_id": clip_id, "num_frames": p.frames, "seed": seed, "tags": dict(sc.tags),
-            "events": sorted(sc.traffic.events)}
+    return {
+        "clip_id": clip_id,
+        "num_frames": p.frames,
+        "seed": seed,
+        "tags": dict(sc.tags),
+        "events": sorted(sc.traffic.events),
+    }
 
 
 def _worker_init() -> None:
@@ -132,33 +123,51 @@ def generate(out: str | Path, p: DataParams, progress: bool = True) -> dict:
             bar.update(p.frames)
     else:
         with ProcessPoolExecutor(workers, initializer=_worker_init) as pool:
-            futs = {pool.submit(generate_clip, out, cid, s, p): cid
-                    for cid, s in zip(ids, seeds, strict=True)}
+            futs = {
+                pool.submit(generate_clip, out, cid, s, p): cid
+                for cid, s in zip(ids, seeds, strict=True)
+            }
             for fut in futs:
                 entries[futs[fut]] = fut.result()
                 bar.update(p.frames)
     bar.close()
     elapsed = time.perf_counter() - start
-    write_manifest(out, "sim", [entries[c] for c in ids], generator=GENERATOR_VERSION,
-                   seed=p.seed, width=p.width, height=p.height, fps=p.fps)
+    write_manifest(
+        out,
+        "sim",
+        [entries[c] for c in ids],
+        generator=GENERATOR_VERSION,
+        seed=p.seed,
+        width=p.width,
+        height=p.height,
+        fps=p.fps,
+    )
     fps = p.clips * p.frames / elapsed
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    return {"frames": p.clips * p.frames, "seconds": elapsed, "frames_per_s": fps,
-            "bytes": size}
+    return {"frames": p.clips * p.frames, "seconds": elapsed, "frames_per_s": fps, "bytes": size}
 
 
 def run(args: argparse.Namespace) -> int:
     p = section(load_params(args.params), DataParams)
-    overrides = {k: v for k, v in (("clips", args.clips), ("frames", args.frames),
-                                   ("seed", args.seed), ("workers", args.workers))
-                 if v is not None}
+    overrides = {
+        k: v
+        for k, v in (
+            ("clips", args.clips),
+            ("frames", args.frames),
+            ("seed", args.seed),
+            ("workers", args.workers),
+        )
+        if v is not None
+    }
     p = replace(p, **overrides)
     if p.clips < 1 or p.frames < 1:
         raise ValueError("--clips and --frames must be at least 1")
     stats = generate(args.out, p, progress=not args.quiet)
-    print(f"generated {stats['frames']} frames in {stats['seconds']:.1f} s "
-          f"({stats['frames_per_s']:.1f} frames/s), {stats['bytes'] / 2**20:.0f} MiB "
-          f"-> {args.out}")
+    print(
+        f"generated {stats['frames']} frames in {stats['seconds']:.1f} s "
+        f"({stats['frames_per_s']:.1f} frames/s), {stats['bytes'] / 2**20:.0f} MiB "
+        f"-> {args.out}"
+    )
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -21,16 +22,28 @@ from perception.sim.road import Pose, Road
 from perception.sim.scenario import Scenario
 from serving.contract import LANE_SLOTS
 
-SHIFT = 3                       # fixed-point bits for sub-pixel polygon vertices
+SHIFT = 3  # fixed-point bits for sub-pixel polygon vertices
 SCALE = 1 << SHIFT
 MAX_RANGE_M = 160.0
 PAINT = {"white": (225, 228, 230), "yellow": (40, 175, 215)}
 # box corners: index bits (x, y, z) -> -/+ half size; faces as corner indices + outward normal
 _CORNERS = np.array([[(i >> 2) & 1, (i >> 1) & 1, i & 1] for i in range(8)], float) - 0.5
-_FACES = (((0, 1, 3, 2), (-1, 0, 0)), ((4, 5, 7, 6), (1, 0, 0)), ((0, 1, 5, 4), (0, -1, 0)),
-          ((2, 3, 7, 6), (0, 1, 0)), ((0, 2, 6, 4), (0, 0, -1)), ((1, 3, 7, 5), (0, 0, 1)))
-_SHADE = {(-1, 0, 0): 0.8, (1, 0, 0): 0.85, (0, -1, 0): 0.68, (0, 1, 0): 0.72,
-          (0, 0, -1): 0.3, (0, 0, 1): 1.0}
+_FACES = (
+    ((0, 1, 3, 2), (-1, 0, 0)),
+    ((4, 5, 7, 6), (1, 0, 0)),
+    ((0, 1, 5, 4), (0, -1, 0)),
+    ((2, 3, 7, 6), (0, 1, 0)),
+    ((0, 2, 6, 4), (0, 0, -1)),
+    ((1, 3, 7, 5), (0, 0, 1)),
+)
+_SHADE = {
+    (-1, 0, 0): 0.8,
+    (1, 0, 0): 0.85,
+    (0, -1, 0): 0.68,
+    (0, 1, 0): 0.72,
+    (0, 0, -1): 0.3,
+    (0, 0, 1): 1.0,
+}
 
 
 @dataclass
@@ -39,7 +52,7 @@ class Drawn:
 
     depth: float
     polys: list[tuple[np.ndarray, tuple[int, int, int], str]]
-    corners_uv: np.ndarray          # all projected part corners, pixels
+    corners_uv: np.ndarray  # all projected part corners, pixels
     label: Obstacle
 
 
@@ -71,14 +84,18 @@ class Renderer:
         spec, rng = self.road.spec, self.rng
         asphalt = np.array(spec.asphalt_bgr, float)
         segs = []
-        self.paint_colours: dict = {}
-        for off, style, colour in zip(self.road.boundary_offsets(), spec.styles, spec.colors,
-                                      strict=True):
+        self.paint_colours: dict[Any, Any] = {}  # colour -> index, then index -> colour
+        for off, style, colour in zip(
+            self.road.boundary_offsets(), spec.styles, spec.colors, strict=True
+        ):
             if style == "none":
                 continue
             base = np.array(PAINT[colour], float)
-            strips = [(off - 0.075, off + 0.075)] if style != "double" else [
-                (off - 0.22, off - 0.08), (off + 0.08, off + 0.22)]
+            strips = (
+                [(off - 0.075, off + 0.075)]
+                if style != "double"
+                else [(off - 0.22, off - 0.08), (off + 0.08, off + 0.22)]
+            )
             period = spec.dash_m + spec.gap_m if style == "dashed" else 3.0
             length = spec.dash_m if style == "dashed" else 3.0
             s = rng.uniform(0, period)
@@ -87,13 +104,15 @@ class Renderer:
                 fade = rng.uniform(0.55, 0.85) if worn else rng.uniform(0.0, 0.15)
                 if not (worn and rng.random() < 0.5):
                     # fade quantised to 8 levels: one fillPoly call per colour
-                    col = tuple(int(c) for c in base * (1 - round(fade * 8) / 8)
-                                + asphalt * round(fade * 8) / 8)
-                    k = self.paint_colours.setdefault(col, len(self.paint_colours))  # type: ignore[arg-type]
+                    col = tuple(
+                        int(c)
+                        for c in base * (1 - round(fade * 8) / 8) + asphalt * round(fade * 8) / 8
+                    )
+                    k = self.paint_colours.setdefault(col, len(self.paint_colours))
                     for a, b in strips:
                         segs.append((s, s + length, a, b, k))
                 s += period
-        self.paint_colours = {k: c for c, k in self.paint_colours.items()}  # type: ignore[misc]
+        self.paint_colours = {k: c for c, k in self.paint_colours.items()}
         arr = np.array(segs, np.float64).reshape(-1, 5)
         return arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4].astype(np.int64)
 
@@ -103,12 +122,12 @@ class Renderer:
         off = self.road.boundary_offsets()
         out = []
         dark = tuple(max(int(c) - 25, 0) for c in spec.asphalt_bgr)
-        for _ in range(int(rng.integers(0, 12))):   # longitudinal seams that look like lines
+        for _ in range(int(rng.integers(0, 12))):  # longitudinal seams that look like lines
             s0 = rng.uniform(0, self.road.length)
             s = s0 + np.linspace(0, rng.uniform(10, 60), 12)
             lat = rng.uniform(off[-1], off[0]) + np.cumsum(rng.normal(0, 0.05, 12))
             out.append((s, lat, dark, int(rng.integers(1, 3))))
-        for _ in range(int(rng.integers(0, 30))):   # cracks and transverse joints
+        for _ in range(int(rng.integers(0, 30))):  # cracks and transverse joints
             s = rng.uniform(0, self.road.length) + np.cumsum(rng.normal(0, 0.4, 6))
             lat = rng.uniform(off[-1], off[0]) + np.cumsum(rng.normal(0, 0.5, 6))
             out.append((s, lat, dark, 1))
@@ -132,8 +151,10 @@ class Renderer:
         if not self.sc.conditions.shadows:
             return []
         rng = self.rng
-        return [(rng.uniform(0, self.road.length), rng.uniform(2.0, 12.0))
-                for _ in range(int(self.road.length / 25))]
+        return [
+            (rng.uniform(0, self.road.length), rng.uniform(2.0, 12.0))
+            for _ in range(int(self.road.length / 25))
+        ]
 
     def _base_light(self) -> np.ndarray:
         """Light map without shadows: ambient level, plus headlight cones at night."""
@@ -144,10 +165,10 @@ class Renderer:
         light = np.full((self.h, self.w), ambient, np.float32)
         if c.time_of_day == "night":
             small = self.calib.scaled(self.w // 4, self.h // 4)
-            vv, uu = np.mgrid[0:small.image_height, 0:small.image_width].astype(np.float64)
+            vv, uu = np.mgrid[0 : small.image_height, 0 : small.image_width].astype(np.float64)
             g = small.pixel_to_ground(np.stack([uu.ravel(), vv.ravel()], 1))
             x, y = g[:, 0], g[:, 1]
-            beam = np.exp(-(y / (0.25 * np.nan_to_num(x, nan=1.0) + 1.2)) ** 2)
+            beam = np.exp(-((y / (0.25 * np.nan_to_num(x, nan=1.0) + 1.2)) ** 2))
             reach = np.clip(x / 6.0, 0, 1) ** 2 / (1.0 + (np.nan_to_num(x, nan=1e3) / 45) ** 2)
             hl = np.nan_to_num(beam * reach, nan=0.0).reshape(vv.shape).astype(np.float32)
             light = light + 1.6 * cv2.resize(hl, (self.w, self.h))
@@ -160,9 +181,11 @@ class Renderer:
     def _sky(self) -> np.ndarray:
         """Sky gradient, uint8[H, 1, 3] (top to horizon)."""
         c = self.sc.conditions
-        top, bottom = {"day": ((200, 140, 80), (235, 215, 190)),
-                       "dusk": ((120, 70, 60), (120, 160, 235)),
-                       "night": ((18, 10, 8), (40, 30, 28))}[c.time_of_day]
+        top, bottom = {
+            "day": ((200, 140, 80), (235, 215, 190)),
+            "dusk": ((120, 70, 60), (120, 160, 235)),
+            "night": ((18, 10, 8), (40, 30, 28)),
+        }[c.time_of_day]
         if c.weather != "clear":
             top = bottom = (165, 165, 160) if c.time_of_day == "day" else bottom
         t = np.linspace(0, 1, self.h)[:, None]
@@ -182,9 +205,16 @@ class Renderer:
         uv, _ = self.calib.project(pe)
         return uv, pe
 
-    def _strip_quads(self, ego: Pose, s: np.ndarray, lat_a: np.ndarray | float,
-                     lat_b: np.ndarray | float, h_a: float = 0.0, h_b: float = 0.0,
-                     joined: np.ndarray | None = None) -> list[np.ndarray]:
+    def _strip_quads(
+        self,
+        ego: Pose,
+        s: np.ndarray,
+        lat_a: np.ndarray | float,
+        lat_b: np.ndarray | float,
+        h_a: float = 0.0,
+        h_b: float = 0.0,
+        joined: np.ndarray | None = None,
+    ) -> list[np.ndarray]:
         """Quads between two lateral offsets over consecutive arc lengths, fixed point.
 
         joined[i] False breaks the strip between samples i and i + 1 (several pieces of
@@ -197,14 +227,15 @@ class Renderer:
         ok = front[:-1] & front[1:]
         if joined is not None:
             ok &= joined[:-1]
-        fp = np.nan_to_num(uv * SCALE, nan=0.0).clip(-2**28, 2**28).astype(np.int32)
+        fp = np.nan_to_num(uv * SCALE, nan=0.0).clip(-(2**28), 2**28).astype(np.int32)
         a, b = fp[:n], fp[n:]
         quads = np.stack([a[:-1], a[1:], b[1:], b[:-1]], axis=1)[ok]
         return list(quads)
 
     # -- drawing ----------------------------------------------------------------------------
-    def draw_world(self, img: np.ndarray, light: np.ndarray, ego: Pose, s_ego: float,
-                   horizon_cut: float) -> None:
+    def draw_world(
+        self, img: np.ndarray, light: np.ndarray, ego: Pose, s_ego: float, horizon_cut: float
+    ) -> None:
         spec = self.road.spec
         off = self.road.boundary_offsets()
         s_far = min(s_ego + MAX_RANGE_M, self.road.length)
@@ -215,12 +246,22 @@ class Renderer:
         shoulder = tuple(min(int(c) + 15, 255) for c in spec.asphalt_bgr)
         cv2.fillPoly(img, self._strip_quads(ego, ahead, left + 30, right - 30), verge, 8, SHIFT)
         cv2.fillPoly(img, self._strip_quads(ego, ahead, left, right), shoulder, 8, SHIFT)
-        cv2.fillPoly(img, self._strip_quads(ego, ahead, off[0] + 0.3, off[-1] - 0.3),
-                     spec.asphalt_bgr, 8, SHIFT)
+        cv2.fillPoly(
+            img,
+            self._strip_quads(ego, ahead, off[0] + 0.3, off[-1] - 0.3),
+            spec.asphalt_bgr,
+            8,
+            SHIFT,
+        )
         if spec.guard_rail:
             for lat in (left + 0.3, right - 0.3):
-                cv2.fillPoly(img, self._strip_quads(ego, ahead, lat, lat, 0.55, 0.8),
-                             (150, 150, 150), 8, SHIFT)
+                cv2.fillPoly(
+                    img,
+                    self._strip_quads(ego, ahead, lat, lat, 0.55, 0.8),
+                    (150, 150, 150),
+                    8,
+                    SHIFT,
+                )
         self._draw_features(img, ego, s_ego, s_ego + horizon_cut)
         self._draw_paint(img, ego, s_ego, s_ego + horizon_cut)
         self._draw_shadows(light, ego, s_ego, left, right)
@@ -231,11 +272,15 @@ class Renderer:
         a, b, la, lb, col = self.paint
         for c in np.unique(col[(b > s0 - 1) & (a < s1)]):
             sel = (col == c) & (b > s0 - 1) & (a < s1)
-            ss = np.maximum(a[sel], s0 - 1)[:, None] + np.linspace(0, 1, 4) * (
-                np.minimum(b[sel], s1) - np.maximum(a[sel], s0 - 1))[:, None]
+            ss = (
+                np.maximum(a[sel], s0 - 1)[:, None]
+                + np.linspace(0, 1, 4)
+                * (np.minimum(b[sel], s1) - np.maximum(a[sel], s0 - 1))[:, None]
+            )
             joined = np.tile([True, True, True, False], len(ss))
-            quads = self._strip_quads(ego, ss.ravel(), np.repeat(la[sel], 4),
-                                      np.repeat(lb[sel], 4), joined=joined)
+            quads = self._strip_quads(
+                ego, ss.ravel(), np.repeat(la[sel], 4), np.repeat(lb[sel], 4), joined=joined
+            )
             cv2.fillPoly(img, quads, self.paint_colours[c], 8, SHIFT)
 
     def _draw_features(self, img: np.ndarray, ego: Pose, s0: float, s1: float) -> None:
@@ -245,11 +290,12 @@ class Renderer:
             uv, pe = self._to_uv(ego, self.road.points(s, lat))
             keep = pe[:, 0] > 1.0
             if keep.sum() >= 2:
-                fp = (uv[keep] * SCALE).clip(-2**28, 2**28).astype(np.int32)
+                fp = (uv[keep] * SCALE).clip(-(2**28), 2**28).astype(np.int32)
                 cv2.polylines(img, [fp], False, col, thick, 8, SHIFT)
 
-    def _draw_shadows(self, light: np.ndarray, ego: Pose, s_ego: float, left: float,
-                      right: float) -> None:
+    def _draw_shadows(
+        self, light: np.ndarray, ego: Pose, s_ego: float, left: float, right: float
+    ) -> None:
         quads = []
         for s, length in self.shadow_bands:
             if s + length < s_ego or s > s_ego + MAX_RANGE_M:
@@ -286,8 +332,7 @@ class Renderer:
     def actor_pose(self, a: Actor, step: int) -> Pose:
         return self.road.pose(float(a.s[step]), float(a.lat[step]), a.yaw_offset(step))
 
-    def draw_actor(self, a: Actor, step: int, ego: Pose, cam_world: np.ndarray
-                   ) -> Drawn | None:
+    def draw_actor(self, a: Actor, step: int, ego: Pose, cam_world: np.ndarray) -> Drawn | None:
         pose = self.actor_pose(a, step)
         parts = self.actor_parts(a, step)
         body_to_world = np.stack([pose.fwd, pose.left, pose.up])  # rows: body axes in world
@@ -317,8 +362,9 @@ class Renderer:
             return None
         return Drawn(float(np.linalg.norm(pose.pos - cam_world)), polys, uv_all, label)
 
-    def _obstacle_label(self, a: Actor, step: int, ego: Pose, pose: Pose, uv: np.ndarray
-                        ) -> Obstacle | None:
+    def _obstacle_label(
+        self, a: Actor, step: int, ego: Pose, pose: Pose, uv: np.ndarray
+    ) -> Obstacle | None:
         x1, y1 = uv.min(0)
         x2, y2 = uv.max(0)
         cx1, cy1 = max(x1, 0.0), max(y1, 0.0)
@@ -332,7 +378,8 @@ class Renderer:
         pe_corners = ego.to_body(box_corners)
         pos = ego.to_body(pose.pos[None])[0]
         return Obstacle(
-            track_id=a.track_id, cls=a.cls,
+            track_id=a.track_id,
+            cls=a.cls,
             box=[round(float(v), 2) for v in (cx1, cy1, cx2, cy2)],
             position_m=[round(float(v), 3) for v in pos],
             dims_m=[round(float(v), 3) for v in a.dims],
@@ -362,8 +409,12 @@ class Renderer:
     def lane_labels(self, ego: Pose, s_ego: float, h_samples: list[int]) -> list[Lane]:
         spec = self.road.spec
         off = self.road.boundary_offsets()
-        slot_boundary = {"ego_left": spec.ego_lane, "ego_right": spec.ego_lane + 1,
-                         "outer_left": spec.ego_lane - 1, "outer_right": spec.ego_lane + 2}
+        slot_boundary = {
+            "ego_left": spec.ego_lane,
+            "ego_right": spec.ego_lane + 1,
+            "outer_left": spec.ego_lane - 1,
+            "outer_right": spec.ego_lane + 2,
+        }
         s = s_ego + _sample_s(0.5, MAX_RANGE_M)
         s = s[s < self.road.length]
         lanes = []
@@ -371,14 +422,23 @@ class Renderer:
             b = slot_boundary[slot]
             if not 0 <= b <= spec.lanes:
                 continue
-            lane = self._lane(ego, s, float(off[b]), h_samples, slot, spec.styles[b],
-                              spec.colors[b])
+            lane = self._lane(
+                ego, s, float(off[b]), h_samples, slot, spec.styles[b], spec.colors[b]
+            )
             if lane is not None:
                 lanes.append(lane)
         return lanes
 
-    def _lane(self, ego: Pose, s: np.ndarray, lat: float, h_samples: list[int], slot: str,
-              style: str, colour: str) -> Lane | None:
+    def _lane(
+        self,
+        ego: Pose,
+        s: np.ndarray,
+        lat: float,
+        h_samples: list[int],
+        slot: str,
+        style: str,
+        colour: str,
+    ) -> Lane | None:
         uv, pe = self._to_uv(ego, self.road.points(s, lat))
         front = pe[:, 0] > 1.0
         uv, pe = uv[front], pe[front]
@@ -388,8 +448,9 @@ class Renderer:
         rising = np.nonzero(np.diff(uv[:, 1]) >= -1e-3)[0]
         end = int(rising[0]) + 1 if len(rising) else len(uv)
         uv, pe = uv[:end], pe[:end]
-        inside = ((uv[:, 0] >= 0) & (uv[:, 0] <= self.w - 1) & (uv[:, 1] >= 0)
-                  & (uv[:, 1] <= self.h - 1))
+        inside = (
+            (uv[:, 0] >= 0) & (uv[:, 0] <= self.w - 1) & (uv[:, 1] >= 0) & (uv[:, 1] <= self.h - 1)
+        )
         idx = np.nonzero(inside)[0]
         if len(idx) < 2:
             return None
@@ -402,17 +463,25 @@ class Renderer:
         if len(uv) < 2:
             return None
         v_asc, u_asc = uv[::-1, 1], uv[::-1, 0]
-        xs = [round(float(np.interp(hh, v_asc, u_asc)), 2) if v_asc[0] <= hh <= v_asc[-1]
-              else -2.0 for hh in h_samples]
+        xs = [
+            round(float(np.interp(hh, v_asc, u_asc)), 2) if v_asc[0] <= hh <= v_asc[-1] else -2.0
+            for hh in h_samples
+        ]
         if sum(x >= 0 for x in xs) < 3:
             return None
-        return Lane(slot=slot, style=style, color=colour,
-                    points=[[round(float(u), 2), round(float(v), 2)] for u, v in uv],
-                    x_at_h=xs, points_3d=[[round(float(c), 3) for c in p] for p in pe])
+        return Lane(
+            slot=slot,
+            style=style,
+            color=colour,
+            points=[[round(float(u), 2), round(float(v), 2)] for u, v in uv],
+            x_at_h=xs,
+            points_3d=[[round(float(c), 3) for c in p] for p in pe],
+        )
 
     # -- whole frame ------------------------------------------------------------------------
-    def render(self, frame: int, h_samples: list[int]) -> tuple[np.ndarray, list[Lane],
-                                                                  list[Obstacle]]:
+    def render(
+        self, frame: int, h_samples: list[int]
+    ) -> tuple[np.ndarray, list[Lane], list[Obstacle]]:
         t = self.traffic
         step = frame * t.steps_per_frame
         ego = self.ego_pose(step)
@@ -422,17 +491,21 @@ class Renderer:
         img[:] = self.sky
         light = self.base_light.copy()
         self.draw_world(img, light, ego, s_ego, MAX_RANGE_M)
-        drawn = [d for a in t.actors
-                 if -10.0 < a.s[step] - s_ego < MAX_RANGE_M
-                 and (d := self.draw_actor(a, step, ego, cam_world)) is not None]
+        drawn = [
+            d
+            for a in t.actors
+            if -10.0 < a.s[step] - s_ego < MAX_RANGE_M
+            and (d := self.draw_actor(a, step, ego, cam_world)) is not None
+        ]
         drawn.sort(key=lambda d: -d.depth)
         self._occlusion(drawn)
         night = self.sc.conditions.time_of_day == "night"
         for d in drawn:
             for poly, col, kind in d.polys:
                 cv2.fillPoly(img, [poly], col, 8, SHIFT)
-                if kind.startswith("light") and (night or kind == "light_rear"
-                                                 and self._braking(d, step)):
+                if kind.startswith("light") and (
+                    night or (kind == "light_rear" and self._braking(d, step))
+                ):
                     if night:  # halo around lamps, drawn into the light map
                         c = poly.mean(0) / SCALE
                         r = int(max(2.0, np.ptp(poly[:, 0]) / SCALE * 0.9))
@@ -477,8 +550,19 @@ class Renderer:
         glare_uv = np.array([c.sun_u * self.w, calib.horizon_v - 0.08 * self.h], np.float64)
         glare = 120.0 if c.glare else 0.0
         off = np.array([(frame * 37) % 257, (frame * 91) % 257], np.int64)
-        apply_camera(img, light, fog, self.fog_bgr, gains, 0.25, glare_uv, glare,
-                     0.12 * self.w, self.noise, off)
+        apply_camera(
+            img,
+            light,
+            fog,
+            self.fog_bgr,
+            gains,
+            0.25,
+            glare_uv,
+            glare,
+            0.12 * self.w,
+            self.noise,
+            off,
+        )
         if self.rain is not None:
             self._draw_rain(img, frame)
         cv2.GaussianBlur(img, (3, 3), 0, dst=img)

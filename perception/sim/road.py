@@ -46,8 +46,9 @@ class Road:
         self.x = np.concatenate([[0.0], np.cumsum(np.cos(self.theta[:-1]) * DS)])
         self.y = np.concatenate([[0.0], np.cumsum(np.sin(self.theta[:-1]) * DS)])
         w = 2 * math.pi / spec.hill_wavelength_m
-        self.z = spec.hill_amplitude_m * (np.sin(w * self.s + spec.hill_phase)
-                                          - math.sin(spec.hill_phase))
+        self.z = spec.hill_amplitude_m * (
+            np.sin(w * self.s + spec.hill_phase) - math.sin(spec.hill_phase)
+        )
         self.grade = spec.hill_amplitude_m * w * np.cos(w * self.s + spec.hill_phase)
 
     @property
@@ -64,8 +65,9 @@ class Road:
     def lane_centre(self, lane: int) -> float:
         return float((self.spec.ego_lane - lane) * self.spec.lane_width_m)
 
-    def points(self, s: np.ndarray, lat: np.ndarray | float, h: np.ndarray | float = 0.0
-               ) -> np.ndarray:
+    def points(
+        self, s: np.ndarray, lat: np.ndarray | float, h: np.ndarray | float = 0.0
+    ) -> np.ndarray:
         """World points float[N, 3] at arc lengths s, lateral offsets lat, heights h above the
         surface (metres)."""
         s = np.clip(np.asarray(s, dtype=np.float64), 0.0, self.length)
@@ -87,8 +89,9 @@ class Road:
         pos = self.points(np.array([s]), lat)[0]
         psi = self.heading(s) + yaw_offset
         gam = math.atan(float(np.interp(s, self.s, self.grade)))
-        fwd = np.array([math.cos(psi) * math.cos(gam), math.sin(psi) * math.cos(gam),
-                        math.sin(gam)])
+        fwd = np.array(
+            [math.cos(psi) * math.cos(gam), math.sin(psi) * math.cos(gam), math.sin(gam)]
+        )
         left = np.array([-math.sin(psi), math.cos(psi), 0.0])
         up = np.cross(fwd, left)
         return Pose(pos, fwd, left, up)

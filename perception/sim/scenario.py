@@ -25,33 +25,33 @@ ROAD_SHAPES = ("straight", "curve", "sharp_curve", "s_bend")
 class Conditions:
     time_of_day: str
     weather: str
-    fog_visibility_m: float        # distance at which contrast falls to 1/e
-    rain_intensity: float          # 0..1: streak density and road wetness
-    shadows: bool                  # tree and bridge shadows across the road
-    glare: bool                    # low sun near the horizon
-    noise_sigma: float             # sensor noise, grey levels
-    blur: int                      # motion / defocus blur kernel, pixels (1 = none)
-    exposure: float                # mean exposure gain
-    exposure_wobble: float         # amplitude of auto-exposure changes over the clip
+    fog_visibility_m: float  # distance at which contrast falls to 1/e
+    rain_intensity: float  # 0..1: streak density and road wetness
+    shadows: bool  # tree and bridge shadows across the road
+    glare: bool  # low sun near the horizon
+    noise_sigma: float  # sensor noise, grey levels
+    blur: int  # motion / defocus blur kernel, pixels (1 = none)
+    exposure: float  # mean exposure gain
+    exposure_wobble: float  # amplitude of auto-exposure changes over the clip
     white_balance: tuple[float, float, float]  # B, G, R gains
-    sun_u: float                   # sun direction as an image column fraction (glare)
+    sun_u: float  # sun direction as an image column fraction (glare)
 
 
 @dataclass(frozen=True)
 class RoadSpec:
     shape: str
-    curvature_knots: np.ndarray    # curvature (1/m) every knot_spacing_m along the road
+    curvature_knots: np.ndarray  # curvature (1/m) every knot_spacing_m along the road
     knot_spacing_m: float
     hill_amplitude_m: float
     hill_wavelength_m: float
     hill_phase: float
-    lanes: int                     # lanes in total, 2..4
-    oncoming_lanes: int            # lanes on the left driven the other way
-    ego_lane: int                  # 0 = leftmost
+    lanes: int  # lanes in total, 2..4
+    oncoming_lanes: int  # lanes on the left driven the other way
+    ego_lane: int  # 0 = leftmost
     lane_width_m: float
-    styles: tuple[str, ...]        # one per boundary, left to right: solid|dashed|double|none
+    styles: tuple[str, ...]  # one per boundary, left to right: solid|dashed|double|none
     colors: tuple[str, ...]
-    wear: float                    # probability that a marking segment is worn away
+    wear: float  # probability that a marking segment is worn away
     dash_m: float
     gap_m: float
     asphalt_bgr: tuple[int, int, int]
@@ -62,8 +62,8 @@ class RoadSpec:
 
 @dataclass(frozen=True)
 class TrafficSpec:
-    density: str                   # light | dense
-    events: tuple[str, ...]        # lead_brake, cut_in, oncoming, ped_crossing, cyclist, parked
+    density: str  # light | dense
+    events: tuple[str, ...]  # lead_brake, cut_in, oncoming, ped_crossing, cyclist, parked
 
 
 @dataclass(frozen=True)
@@ -85,11 +85,15 @@ def sample_calib(rng: np.random.Generator, width: int, height: int) -> Calib:
     hfov = math.radians(rng.uniform(50.0, 78.0))
     f = (width / 2.0) / math.tan(hfov / 2.0)
     return Calib(
-        image_width=width, image_height=height, fx=f, fy=f * rng.uniform(0.995, 1.005),
+        image_width=width,
+        image_height=height,
+        fx=f,
+        fy=f * rng.uniform(0.995, 1.005),
         cx=width / 2.0 + rng.normal(0.0, width * 0.01),
         cy=height / 2.0 + rng.normal(0.0, height * 0.015),
-        camera_height_m=float(rng.choice([rng.uniform(1.15, 1.6), rng.uniform(1.6, 2.4)],
-                                         p=[0.75, 0.25])),
+        camera_height_m=float(
+            rng.choice([rng.uniform(1.15, 1.6), rng.uniform(1.6, 2.4)], p=[0.75, 0.25])
+        ),
         pitch_rad=math.radians(rng.uniform(0.0, 5.0)),
         yaw_rad=math.radians(rng.normal(0.0, 0.6)),
         roll_rad=math.radians(rng.normal(0.0, 0.4)),
@@ -146,15 +150,24 @@ def sample_road(rng: np.random.Generator, length_m: float) -> RoadSpec:
     tint = rng.integers(-8, 9, 3)
     verge = rng.choice([[60, 110, 70], [70, 120, 120], [90, 100, 105], [50, 90, 80]])
     return RoadSpec(
-        shape=shape, curvature_knots=_curvature_knots(rng, shape, n), knot_spacing_m=knot,
+        shape=shape,
+        curvature_knots=_curvature_knots(rng, shape, n),
+        knot_spacing_m=knot,
         hill_amplitude_m=float(rng.choice([0.0, rng.uniform(0.5, 4.0)], p=[0.4, 0.6])),
-        hill_wavelength_m=float(rng.uniform(150.0, 400.0)), hill_phase=float(rng.uniform(0, 6.3)),
-        lanes=lanes, oncoming_lanes=oncoming, ego_lane=ego_lane,
-        lane_width_m=float(rng.uniform(3.0, 3.9)), styles=tuple(styles), colors=tuple(colors),
+        hill_wavelength_m=float(rng.uniform(150.0, 400.0)),
+        hill_phase=float(rng.uniform(0, 6.3)),
+        lanes=lanes,
+        oncoming_lanes=oncoming,
+        ego_lane=ego_lane,
+        lane_width_m=float(rng.uniform(3.0, 3.9)),
+        styles=tuple(styles),
+        colors=tuple(colors),
         wear=float(rng.choice([0.0, rng.uniform(0.05, 0.45)], p=[0.5, 0.5])),
-        dash_m=float(rng.choice([3.0, 4.5, 6.0])), gap_m=float(rng.choice([6.0, 9.0, 12.0])),
+        dash_m=float(rng.choice([3.0, 4.5, 6.0])),
+        gap_m=float(rng.choice([6.0, 9.0, 12.0])),
         asphalt_bgr=(grey + int(tint[0]), grey + int(tint[1]), grey + int(tint[2])),
-        shoulder_m=float(rng.uniform(0.3, 2.5)), guard_rail=bool(rng.random() < 0.4),
+        shoulder_m=float(rng.uniform(0.3, 2.5)),
+        guard_rail=bool(rng.random() < 0.4),
         verge_bgr=(int(verge[0]), int(verge[1]), int(verge[2])),
     )
 
@@ -166,14 +179,16 @@ def sample_conditions(rng: np.random.Generator) -> Conditions:
     if tod == "dusk":
         wb = wb * np.array([0.85, 0.95, 1.12])
     return Conditions(
-        time_of_day=tod, weather=weather,
+        time_of_day=tod,
+        weather=weather,
         fog_visibility_m=float(rng.uniform(35.0, 90.0)) if weather == "fog" else 1e9,
         rain_intensity=float(rng.uniform(0.3, 1.0)) if weather == "rain" else 0.0,
         shadows=bool(tod == "day" and rng.random() < 0.5),
         glare=bool(tod in ("day", "dusk") and weather == "clear" and rng.random() < 0.3),
         noise_sigma=float(rng.uniform(1.0, 4.0) * (2.0 if tod == "night" else 1.0)),
         blur=int(rng.choice([1, 1, 3, 5])),
-        exposure=float(rng.uniform(0.8, 1.2)), exposure_wobble=float(rng.uniform(0.0, 0.15)),
+        exposure=float(rng.uniform(0.8, 1.2)),
+        exposure_wobble=float(rng.uniform(0.0, 0.15)),
         white_balance=(float(wb[0]), float(wb[1]), float(wb[2])),
         sun_u=float(rng.uniform(0.1, 0.9)),
     )
@@ -181,15 +196,25 @@ def sample_conditions(rng: np.random.Generator) -> Conditions:
 
 def sample_traffic(rng: np.random.Generator, road: RoadSpec) -> TrafficSpec:
     density = str(rng.choice(["light", "dense"], p=[0.5, 0.5]))
-    events = [e for e, p in (("lead_brake", 0.35), ("cut_in", 0.3), ("ped_crossing", 0.3),
-                             ("cyclist", 0.4), ("parked", 0.3)) if rng.random() < p]
+    events = [
+        e
+        for e, p in (
+            ("lead_brake", 0.35),
+            ("cut_in", 0.3),
+            ("ped_crossing", 0.5),
+            ("cyclist", 0.5),
+            ("parked", 0.3),
+        )
+        if rng.random() < p
+    ]
     if road.oncoming_lanes:
         events.append("oncoming")
     return TrafficSpec(density=density, events=tuple(events))
 
 
-def sample_scenario(clip_id: str, seed: int, width: int, height: int, fps: float,
-                    frames: int) -> Scenario:
+def sample_scenario(
+    clip_id: str, seed: int, width: int, height: int, fps: float, frames: int
+) -> Scenario:
     rng = np.random.default_rng(seed)
     calib = sample_calib(rng, width, height)
     speed = float(rng.uniform(8.0, 30.0))
@@ -197,6 +222,10 @@ def sample_scenario(clip_id: str, seed: int, width: int, height: int, fps: float
     traffic = sample_traffic(rng, road)
     cond = sample_conditions(rng)
     road_tag = road.shape
-    tags = {"time_of_day": cond.time_of_day, "weather": cond.weather, "road": road_tag,
-            "traffic": traffic.density}
+    tags = {
+        "time_of_day": cond.time_of_day,
+        "weather": cond.weather,
+        "road": road_tag,
+        "traffic": traffic.density,
+    }
     return Scenario(clip_id, seed, calib, fps, frames, speed, road, traffic, cond, tags)
