@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "perception.dataset.validate",
     "perception.dataset.split",
     "perception.dataset.adapters",
+    "perception.train",
 )
 
 

@@ -100,3 +100,22 @@ def section(params: Mapping[str, Any], cls: type[T]) -> T:
                 f"params: {name}.{key} = {value!r} is not a {type(default).__name__}"
             ) from None
     return cls(**values)
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """Training (perception train). epochs and sizes are what fits the 30-minute budget of a
+    default `dvc repro` on a 2-core CPU."""
+
+    SECTION: ClassVar[str] = "train"
+    seed: int = 7
+    epochs: int = 8
+    batch_size: int = 16
+    lr: float = 0.002
+    weight_decay: float = 0.0001
+    nproc: int = 1  # processes for torchrun (DistributedDataParallel)
+    loader_workers: int = 0
+    max_frames: int = 0  # 0 = every training frame
+
+
+SECTIONS = (*SECTIONS, TrainParams)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import itertools
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -102,15 +104,13 @@ def test_tusimple_import_clips_lanes_meta(tusimple_root: Path, tmp_path: Path) -
     (label,) = clip.labels
     lanes = lanes_by_slot(label)
     assert sorted(lanes) == ["ego_left", "ego_right", "outer_left", "outer_right"]
-    for slot, xs in zip(lanes, (LANE_A, LANE_B, LANE_C, LANE_D), strict=False):
-        pass  # order of dict is slot-assignment order; compare explicitly below
     assert lanes["ego_left"].x_at_h == LANE_A
     assert lanes["ego_right"].x_at_h == LANE_B
     assert lanes["outer_left"].x_at_h == LANE_C
     assert lanes["outer_right"].x_at_h == LANE_D
     pts = lanes["ego_left"].points
     assert pts[0] == [500.0, 710.0] and pts[-1] == [LANE_A[H_SAMPLES.index(300)], 300.0]
-    assert all(a[1] > b[1] for a, b in zip(pts, pts[1:], strict=False))
+    assert all(a[1] > b[1] for a, b in itertools.pairwise(pts))
     assert len(pts) == sum(x >= 0 for x in LANE_A)
     assert {(lane.style, lane.color) for lane in label.lanes} == {("none", "white")}
     assert label.obstacles == []
@@ -171,7 +171,7 @@ def test_tusimple_round_trip(tusimple_root: Path, tmp_path: Path) -> None:
 
     only = tmp_path / "one.json"
     assert to_tusimple(ds, only, clip_ids=["tusimple-0313-1-6060"]) == 1
-    with pytest.raises(ValueError, match="manifest.json: no clip nope"):
+    with pytest.raises(ValueError, match=r"manifest\.json: no clip nope"):
         to_tusimple(ds, only, clip_ids=["nope"])
 
 
@@ -591,72 +591,48 @@ def test_register_builds_working_commands(tusimple_root: Path, tmp_path: Path) -
         )
 
 
+CliMain = Callable[[list[str]], int]
+
+
 @pytest.fixture
-def cli_main():  # type: ignore[no-untyped-def]
+def cli_main() -> CliMain:
     """perception.cli.main, skipped while a module it imports does not exist yet."""
     cli = importlib.import_module("perception.cli")
     try:
         cli.build_parser()
     except ModuleNotFoundError as e:
         pytest.skip(f"perception CLI incomplete: {e}")
-    return cli.main
+    main: CliMain = cli.main
+    return main
 
 
 def test_cli_import_and_export(
-    cli_main,
+    cli_main: CliMain,
     tusimple_root: Path,
-    bdd: dict[str, Path],  # type: ignore[no-untyped-def]
+    bdd: dict[str, Path],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     out = tmp_path / "ts"
     assert cli_main(["import", "tusimple", "--root", str(tusimple_root), "--out", str(out)]) == 0
     assert "imported 3 clips, 3 frames" in capsys.readouterr().out
-    assert (
-        cli_main(
-            [
-                "import",
-                "bdd100k",
-                "--images",
-                str(bdd["images"]),
-                "--det-labels",
-                str(bdd["det"]),
-                "--lane-labels",
-                str(bdd["lanes"]),
-                "--out",
-                str(bdd["out"]),
-                "--frames-per-clip",
-                "2",
-            ]
-        )
-        == 0
-    )
+    argv = ["import", "bdd100k", "--images", str(bdd["images"])]
+    argv += ["--det-labels", str(bdd["det"]), "--lane-labels", str(bdd["lanes"])]
+    argv += ["--out", str(bdd["out"]), "--frames-per-clip", "2"]
+    assert cli_main(argv) == 0
     assert len(Dataset(bdd["out"]).clip_ids()) == 3
-    assert (
-        cli_main(["export", "coco", "--data", str(bdd["out"]), "--out", str(tmp_path / "c.json")])
-        == 0
-    )
-    assert len(json.loads((tmp_path / "c.json").read_text())["annotations"]) == 10
+    coco = tmp_path / "c.json"
+    assert cli_main(["export", "coco", "--data", str(bdd["out"]), "--out", str(coco)]) == 0
+    assert len(json.loads(coco.read_text())["annotations"]) == 10
 
 
 def test_cli_missing_file_is_one_line(
-    cli_main,
-    bdd: dict[str, Path],  # type: ignore[no-untyped-def]
-    capsys: pytest.CaptureFixture[str],
+    cli_main: CliMain, bdd: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     missing = bdd["det"].with_name("missing.json")
-    rc = cli_main(
-        [
-            "import",
-            "bdd100k",
-            "--images",
-            str(bdd["images"]),
-            "--det-labels",
-            str(missing),
-            "--out",
-            str(bdd["out"]),
-        ]
-    )
+    argv = ["import", "bdd100k", "--images", str(bdd["images"])]
+    argv += ["--det-labels", str(missing), "--out", str(bdd["out"])]
+    rc = cli_main(argv)
     err = capsys.readouterr().err
     assert rc == 2
     assert err.count("\n") == 1 and "missing.json: missing file" in err

@@ -22,15 +22,30 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
 @pytest.mark.slow
 def test_dvc_repro_tiny_profile_then_up_to_date(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
-    ignore = shutil.ignore_patterns(".venv", ".git", "data", "models", "reports", "dvclive",
-                                    "__pycache__", ".*_cache", "*.egg-info")
+    ignore = shutil.ignore_patterns(
+        ".venv",
+        ".git",
+        "data",
+        "models",
+        "reports",
+        "dvclive",
+        "__pycache__",
+        ".*_cache",
+        "*.egg-info",
+    )
     shutil.copytree(ROOT, repo, ignore=ignore)
     shutil.copy(ROOT / "profiles" / "tiny.yaml", repo / "params.yaml")
     (repo / "dvc.lock").unlink(missing_ok=True)
-    env = dict(os.environ, DVC_NO_ANALYTICS="1", DVC_SITE_CACHE_DIR=str(tmp_path / "site"),
-               GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@t",
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env = dict(
+        os.environ,
+        DVC_NO_ANALYTICS="1",
+        DVC_SITE_CACHE_DIR=str(tmp_path / "site"),
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@t",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@t",
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    )
     _run(["git", "init", "-q"], repo, env)
     _run(["git", "add", "-A"], repo, env)
     _run(["git", "commit", "-qm", "tiny"], repo, env)

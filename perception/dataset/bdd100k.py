@@ -297,7 +297,9 @@ def _write_clip(
         out.append(SourceFrame(label, frame.image))
     width, height = frames[0].size
     tags = dict(frames[0].tags)
-    meta = ClipMeta(clip_id, "bdd100k", 20.0, len(out), tusimple_h_samples(height), tags)
+    meta = ClipMeta(
+        clip_id, "bdd100k", 20.0, len(out), tusimple_h_samples(height), tags, sensors="none"
+    )
     write_imported_clip(clips_dir, out, Calib.default(width, height), meta, link)
     return {"clip_id": clip_id, "num_frames": len(out), "tags": tags}
 

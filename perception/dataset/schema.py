@@ -68,6 +68,13 @@ class Obstacle:
     truncation: float = 0.0  # fraction of the object outside the image
 
 
+def _known(cls: type, d: dict) -> dict:
+    """The keys of d that cls has: files from a newer minor version still load; a missing
+    required key still fails."""
+    names = cls.__dataclass_fields__  # type: ignore[attr-defined]
+    return {k: v for k, v in d.items() if k in names}
+
+
 @dataclass
 class FrameLabel:
     frame: int
@@ -94,8 +101,8 @@ class FrameLabel:
             frame=int(d["frame"]),
             image=str(d["image"]),
             timestamp_ns=int(d["timestamp_ns"]),
-            lanes=[Lane(**lane) for lane in d.get("lanes", [])],
-            obstacles=[Obstacle(**o) for o in d.get("obstacles", [])],
+            lanes=[Lane(**_known(Lane, lane)) for lane in d.get("lanes", [])],
+            obstacles=[Obstacle(**_known(Obstacle, o)) for o in d.get("obstacles", [])],
         )
 
 
@@ -108,6 +115,7 @@ class ClipMeta:
     h_samples: list[int]
     tags: dict[str, str] = field(default_factory=dict)  # TAG_KEYS -> value
     events: list[str] = field(default_factory=list)  # cut_in, lead_brake, ...
+    sensors: str = "can"  # what sensors.csv holds: "can" (recorded), "sim", "none" (zeros)
     schema_version: int = SCHEMA_VERSION
 
     @classmethod

@@ -214,7 +214,9 @@ def _import_clip(
         )
         frames.append(SourceFrame(label, rec.image))
     assert size is not None
-    meta = ClipMeta(clip_id, "tusimple", 20.0, len(frames), h_samples, dict(TUSIMPLE_TAGS))
+    meta = ClipMeta(
+        clip_id, "tusimple", 20.0, len(frames), h_samples, dict(TUSIMPLE_TAGS), sensors="none"
+    )
     write_imported_clip(clips_dir, frames, Calib.default(*size), meta, link)
     return {"clip_id": clip_id, "num_frames": len(frames), "tags": dict(TUSIMPLE_TAGS)}
 

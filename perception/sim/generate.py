@@ -86,7 +86,14 @@ def generate_clip(out: Path, clip_id: str, seed: int, p: DataParams) -> dict:
             label = FrameLabel(i, f"frames/{i:06d}.jpg", t_ns, lanes, obstacles)
             writer.write_frame(label, buf.tobytes())
         meta = ClipMeta(
-            clip_id, "sim", p.fps, p.frames, h_samples, dict(sc.tags), sorted(sc.traffic.events)
+            clip_id,
+            "sim",
+            p.fps,
+            p.frames,
+            h_samples,
+            dict(sc.tags),
+            sorted(sc.traffic.events),
+            sensors="sim",
         )
         writer.close(sc.calib, meta, sensors)
     except BaseException:

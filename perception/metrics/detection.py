@@ -1,0 +1,111 @@
+"""COCO detection AP with pycocotools, from in-memory COCO dicts.
+
+Ground truth is a COCO detection dict (perception.dataset.coco's layout: images,
+annotations with bbox [x, y, w, h] pixels, categories with ids CLASS_NAMES index + 1);
+detections are a list of {image_id, category_id, bbox [x, y, w, h] pixels, score}. AP per
+class is COCOeval's area "all", 100 detections per image; a class without gt boxes in the
+evaluated images has AP NaN in COCOeval, reported here as None and left out of the means.
+pycocotools' prints are silenced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+IOU_50, IOU_75 = 0, 5  # indices into COCOeval's IoU thresholds .50:.05:.95
+AREA_ALL, MAX_DETS_100 = 0, 2
+
+
+def _coco(dataset: dict) -> COCO:
+    coco = COCO()
+    coco.dataset = dataset
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def _results(gt: dict, detections: Sequence[dict]) -> dict:
+    """A result COCO dataset as COCO.loadRes builds it, but also for an empty list."""
+    anns = []
+    for i, d in enumerate(detections, 1):
+        x, y, w, h = (float(v) for v in d["bbox"])
+        anns.append(
+            {
+                "id": i,
+                "image_id": int(d["image_id"]),
+                "category_id": int(d["category_id"]),
+                "bbox": [x, y, w, h],
+                "area": w * h,
+                "score": float(d["score"]),
+                "iscrowd": 0,
+            }
+        )
+    return {"images": gt["images"], "categories": gt["categories"], "annotations": anns}
+
+
+def _mean_ap(precision: np.ndarray) -> float | None:
+    """Mean over the entries > -1 (COCOeval's "no gt"); None when there are none."""
+    valid = precision[precision > -1]
+    return float(valid.mean()) if valid.size else None
+
+
+def _with_mean(per_class: dict[str, float | None]) -> dict[str, float | None]:
+    values = [v for v in per_class.values() if v is not None]
+    return {**per_class, "mean": float(np.mean(values)) if values else None}
+
+
+class CocoEvaluator:
+    """COCOeval over one gt dict and one detection list; ``evaluate`` can restrict it to a
+    subset of the images (slices) without rebuilding the indexes."""
+
+    def __init__(self, gt: dict, detections: Sequence[dict]):
+        self.names = {c["id"]: c["name"] for c in gt["categories"]}
+        self.gt = _coco(gt)
+        self.dt = _coco(_results(gt, detections))
+
+    def evaluate(self, image_ids: Sequence[int] | None = None) -> dict:
+        """{"ap50", "ap75", "ap": {class: AP or None, ..., "mean"}, "pr": [{class, recall,
+        precision}, ...] at IoU 0.5 (101 recall points per class with gt)}; every value is
+        None when image_ids is empty."""
+        if image_ids is not None and len(image_ids) == 0:
+            empty = _with_mean(dict.fromkeys(self.names.values()))
+            return {"ap50": empty, "ap75": dict(empty), "ap": dict(empty), "pr": []}
+        ev = COCOeval(self.gt, self.dt, iouType="bbox")
+        if image_ids is not None:
+            ev.params.imgIds = sorted(int(i) for i in image_ids)
+        with contextlib.redirect_stdout(io.StringIO()):
+            ev.evaluate()
+            ev.accumulate()
+        prec = ev.eval["precision"][:, :, :, AREA_ALL, MAX_DETS_100]  # [T, R, K]
+        out: dict = {"ap50": {}, "ap75": {}, "ap": {}, "pr": []}
+        recall = ev.params.recThrs
+        for k, cat in enumerate(ev.params.catIds):
+            name = self.names[cat]
+            out["ap50"][name] = _mean_ap(prec[IOU_50, :, k])
+            out["ap75"][name] = _mean_ap(prec[IOU_75, :, k])
+            out["ap"][name] = _mean_ap(prec[:, :, k])
+            if out["ap50"][name] is not None:
+                out["pr"] += [
+                    {"class": name, "recall": round(float(r), 4), "precision": round(float(p), 4)}
+                    for r, p in zip(recall, prec[IOU_50, :, k], strict=True)
+                ]
+        for key in ("ap50", "ap75", "ap"):
+            out[key] = _with_mean(out[key])
+        return out
+
+
+def coco_ap(gt: dict, detections: Sequence[dict]) -> dict:
+    """One-shot ``CocoEvaluator(gt, detections).evaluate()``."""
+    return CocoEvaluator(gt, detections).evaluate()
+
+
+def is_number(v: object) -> bool:
+    """True for a finite int or float (not None, not NaN)."""
+    return isinstance(v, int | float) and math.isfinite(v)

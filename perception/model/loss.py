@@ -1,0 +1,65 @@
+"""Losses of the two heads. Each returns a scalar; `total` weights them."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torchvision.ops import generalized_box_iou_loss
+
+from perception.model.net import BOX_SCALE
+
+
+def focal_heatmap(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """CenterNet's penalty-reduced focal loss. pred, gt: (B, C, h, w) probabilities."""
+    p = pred.clamp(1e-4, 1 - 1e-4)
+    pos = gt.eq(1).float()
+    pos_loss = torch.log(p) * (1 - p) ** 2 * pos
+    neg_loss = torch.log(1 - p) * p**2 * (1 - gt) ** 4 * (1 - pos)
+    n = pos.sum().clamp(min=1.0)
+    return -(pos_loss.sum() + neg_loss.sum()) / n
+
+
+def box_regression(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """L1 on l t r b (in BOX_SCALE units) plus GIoU, at object centre cells.
+    pred, gt: (B, 4, h, w) pixels; mask: (B, h, w)."""
+    m = mask.bool()
+    if not m.any():
+        return pred.sum() * 0.0
+    p = pred.permute(0, 2, 3, 1)[m]  # (N, 4)
+    g = gt.permute(0, 2, 3, 1)[m]
+    l1 = F.l1_loss(p / BOX_SCALE, g / BOX_SCALE)
+    # boxes relative to the cell centre: (-l, -t, r, b)
+    pb = torch.stack([-p[:, 0], -p[:, 1], p[:, 2], p[:, 3]], 1)
+    gb = torch.stack([-g[:, 0], -g[:, 1], g[:, 2], g[:, 3]], 1)
+    return l1 + generalized_box_iou_loss(pb, gb, reduction="mean")
+
+
+def lanes(
+    logits: torch.Tensor, exist: torch.Tensor, gt_cls: torch.Tensor, gt_exist: torch.Tensor
+) -> torch.Tensor:
+    """Row-anchor cross entropy, plus an L1 on the softmax expectation of the column (UFLD's
+    trick for sub-cell precision), plus existence BCE. logits: (B, L, R, G+1)."""
+    n_cls = logits.shape[-1]
+    ce = F.cross_entropy(logits.reshape(-1, n_cls), gt_cls.reshape(-1))
+    cells = n_cls - 1
+    has = gt_cls < cells
+    prob = logits[..., :cells].softmax(-1)
+    pos = (prob * torch.arange(cells, device=logits.device)).sum(-1)
+    loc = F.l1_loss(pos[has], gt_cls[has].float()) / cells * 10 if has.any() else ce * 0
+    bce = F.binary_cross_entropy(exist.clamp(1e-4, 1 - 1e-4), gt_exist)
+    return ce + loc + 0.5 * bce
+
+
+def total(
+    out: tuple[torch.Tensor, ...], batch: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, dict[str, float]]:
+    heat, box, lane_logits, lane_exist = out
+    parts = {
+        "heatmap": focal_heatmap(heat.float(), batch["heat"]),
+        "box": box_regression(box.float(), batch["box"], batch["box_mask"]),
+        "lanes": lanes(
+            lane_logits.float(), lane_exist.float(), batch["lane_cls"], batch["lane_exist"]
+        ),
+    }
+    loss = parts["heatmap"] + 2.0 * parts["box"] + parts["lanes"]
+    return loss, {k: float(v.detach()) for k, v in parts.items()}

@@ -1,0 +1,92 @@
+"""The multi-task network: a small ResNet-style backbone, an FPN-lite neck at stride 8, a
+CenterNet-style obstacle head and a row-anchor lane head (Ultra-Fast-Lane-Detection).
+
+Why these heads: row-anchor classification turns lanes into L x R small classifications
+whose decode is a softmax expectation per row (microseconds in Numba) and gives lane
+instances in slot order directly, unlike segmentation masks. The anchor-free centre heatmap
+needs no anchor boxes and decodes with a 3x3 peak test plus a small NMS.
+
+Output layout and names: serving/contract.py. Sizes: ~7 M parameters, ~0.75 GMAC at
+448x256; ONNX Runtime runs it in ~6 ms on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models.resnet import BasicBlock
+from torchvision.ops import Conv2dNormActivation
+
+from serving.contract import ModelContract
+
+BOX_SCALE = 16.0  # box distances are predicted in units of 16 input pixels
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    widths: tuple[int, int, int, int, int] = (24, 48, 64, 96, 128)  # stride 2, 4, 8, 16, 32
+    depths: tuple[int, int, int] = (1, 2, 2)  # blocks at 8, 16, 32
+    neck: int = 64
+    lane_hidden: int = 512
+
+
+def _stage(cin: int, cout: int, blocks: int) -> nn.Sequential:
+    down = nn.Sequential(nn.Conv2d(cin, cout, 1, 2, bias=False), nn.BatchNorm2d(cout))
+    return nn.Sequential(
+        BasicBlock(cin, cout, 2, down), *[BasicBlock(cout, cout) for _ in range(blocks - 1)]
+    )
+
+
+class PerceptionNet(nn.Module):
+    """image float32[B, 3, H, W] normalised RGB -> (heatmap, box, lane_logits, lane_exist),
+    shapes as in serving/contract.py."""
+
+    def __init__(self, contract: ModelContract, cfg: NetConfig | None = None):
+        super().__init__()
+        cfg = cfg or NetConfig()
+        self.contract, self.cfg = contract, cfg
+        w = cfg.widths
+        self.stem = nn.Sequential(
+            Conv2dNormActivation(3, w[0], 3, 2), Conv2dNormActivation(w[0], w[1], 3, 2)
+        )
+        self.s8 = _stage(w[1], w[2], cfg.depths[0])
+        self.s16 = _stage(w[2], w[3], cfg.depths[1])
+        self.s32 = _stage(w[3], w[4], cfg.depths[2])
+        self.lat8, self.lat16, self.lat32 = (nn.Conv2d(c, cfg.neck, 1) for c in w[2:])
+        self.det = Conv2dNormActivation(cfg.neck, cfg.neck, 3)
+        n_cls = len(contract.class_names)
+        self.heat = nn.Conv2d(cfg.neck, n_cls, 1)
+        self.box = nn.Conv2d(cfg.neck, 4, 1)
+        assert self.heat.bias is not None
+        nn.init.constant_(self.heat.bias, -math.log((1 - 0.05) / 0.05))  # prior 5 %
+        n_lanes, n_rows = len(contract.lane_slots), len(contract.row_anchors)
+        self.lane_shape = (n_lanes, n_rows, contract.lane_cells + 1)
+        h32, w32 = contract.input_height // 32, contract.input_width // 32
+        self.lane_reduce = Conv2dNormActivation(w[4], 8, 1)
+        self.lane_fc = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(8 * h32 * w32, cfg.lane_hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(0.1),
+        )
+        self.lane_cls = nn.Linear(cfg.lane_hidden, math.prod(self.lane_shape))
+        self.lane_exist = nn.Linear(cfg.lane_hidden, n_lanes)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        f8 = self.s8(self.stem(x))
+        f16 = self.s16(f8)
+        f32 = self.s32(f16)
+        p = self.lat32(f32)
+        p = F.interpolate(p, scale_factor=2.0, mode="nearest") + self.lat16(f16)
+        p = F.interpolate(p, scale_factor=2.0, mode="nearest") + self.lat8(f8)
+        d = self.det(p)
+        heat = torch.sigmoid(self.heat(d))  # (B, C, H/8, W/8)
+        box = F.softplus(self.box(d)) * BOX_SCALE  # (B, 4, H/8, W/8) pixels
+        h = self.lane_fc(self.lane_reduce(f32))
+        lanes = self.lane_cls(h).view(-1, *self.lane_shape)  # (B, L, R, G+1)
+        exist = torch.sigmoid(self.lane_exist(h))  # (B, L)
+        return heat, box, lanes, exist

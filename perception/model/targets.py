@@ -1,0 +1,118 @@
+"""Labels (source-image pixels) -> training targets on the model's grids, and back.
+
+Lanes: per slot and row anchor, the index of the column cell that holds the lane's x
+(0..G-1), or G where the lane has no point on that row; existence per slot.
+Obstacles: a Gaussian bump per object on its class's heatmap at the centre of its (clipped)
+box, and the distances from that cell's centre to the box edges, in input pixels.
+
+`serving/postprocess.py` inverts both (the test suite checks the round trip).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from perception.dataset.schema import FrameLabel
+from serving.contract import ModelContract
+
+
+@dataclass
+class Targets:
+    heat: np.ndarray  # float32[C, h, w] in [0, 1], 1 at object centres
+    box: np.ndarray  # float32[4, h, w] l t r b input pixels (valid where mask)
+    box_mask: np.ndarray  # float32[h, w] 1 at object centre cells
+    lane_cls: np.ndarray  # int64[L, R] cell index, G = no point
+    lane_exist: np.ndarray  # float32[L]
+
+
+def lane_cells(xs: np.ndarray, width: float, cells: int) -> np.ndarray:
+    """xs float[R] source pixels (< 0: none) -> int64[R] cell index, `cells` = none."""
+    out = np.full(len(xs), cells, np.int64)
+    ok = (xs >= 0) & (xs < width)
+    out[ok] = np.minimum((xs[ok] / width * cells).astype(np.int64), cells - 1)
+    return out
+
+
+def lane_xs_at_anchors(x_at_h: list[float], h_samples: list[int], rows: np.ndarray) -> np.ndarray:
+    """Resample a lane's TuSimple xs to the anchor rows (exact when the rows coincide)."""
+    h = np.asarray(h_samples, np.float64)
+    x = np.asarray(x_at_h, np.float64)
+    ok = x >= 0
+    out = np.full(len(rows), -2.0)
+    if ok.sum() < 2:
+        return out
+    lo, hi = h[ok].min(), h[ok].max()
+    inside = (rows >= lo - 1e-6) & (rows <= hi + 1e-6)
+    out[inside] = np.interp(rows[inside], h[ok], x[ok])
+    return out
+
+
+def _gaussian(heat: np.ndarray, cx: float, cy: float, sigma: float) -> None:
+    h, w = heat.shape
+    r = math.ceil(3 * sigma)
+    x0, x1 = max(0, int(cx) - r), min(w, int(cx) + r + 1)
+    y0, y1 = max(0, int(cy) - r), min(h, int(cy) + r + 1)
+    ys, xs = np.mgrid[y0:y1, x0:x1]
+    g = np.exp(-((xs + 0.5 - cx) ** 2 + (ys + 0.5 - cy) ** 2) / (2 * sigma**2))
+    np.maximum(heat[y0:y1, x0:x1], g, out=heat[y0:y1, x0:x1])
+
+
+def encode(
+    label: FrameLabel,
+    src_w: int,
+    src_h: int,
+    h_samples: list[int],
+    c: ModelContract,
+    flip: bool = False,
+) -> Targets:
+    """One frame's labels -> Targets. flip mirrors the frame left-right (slots swap sides)."""
+    gh, gw = c.grid
+    s = c.stride
+    sx, sy = c.input_width / src_w, c.input_height / src_h
+    heat = np.zeros((len(c.class_names), gh, gw), np.float32)
+    box = np.zeros((4, gh, gw), np.float32)
+    mask = np.zeros((gh, gw), np.float32)
+    for ob in sorted(label.obstacles, key=lambda o: -(o.box[2] - o.box[0]) * (o.box[3] - o.box[1])):
+        x1, y1, x2, y2 = ob.box
+        if flip:
+            x1, x2 = src_w - 1 - x2, src_w - 1 - x1
+        x1, x2, y1, y2 = x1 * sx, x2 * sx, y1 * sy, y2 * sy
+        cx, cy = (x1 + x2) / 2 / s, (y1 + y2) / 2 / s
+        ix, iy = min(int(cx), gw - 1), min(int(cy), gh - 1)
+        sigma = max(0.6, math.sqrt((x2 - x1) * (y2 - y1)) / s / 6.0)
+        _gaussian(heat[c.class_names.index(ob.cls)], cx, cy, sigma)
+        heat[c.class_names.index(ob.cls), iy, ix] = 1.0
+        px, py = (ix + 0.5) * s, (iy + 0.5) * s  # smaller objects drawn last win the cell
+        box[:, iy, ix] = (px - x1, py - y1, x2 - px, y2 - py)
+        mask[iy, ix] = 1.0
+    rows = np.asarray(c.row_anchors) * src_h
+    slots = list(c.lane_slots)
+    lane_cls = np.full((len(slots), len(rows)), c.lane_cells, np.int64)
+    exist = np.zeros(len(slots), np.float32)
+    swap = {
+        "ego_left": "ego_right",
+        "ego_right": "ego_left",
+        "outer_left": "outer_right",
+        "outer_right": "outer_left",
+    }
+    for lane in label.lanes:
+        slot = swap.get(lane.slot, lane.slot) if flip else lane.slot
+        xs = lane_xs_at_anchors(lane.x_at_h, h_samples, rows)
+        if flip:
+            xs = np.where(xs >= 0, src_w - 1 - xs, xs)
+        k = slots.index(slot)
+        lane_cls[k] = lane_cells(xs, src_w, c.lane_cells)
+        exist[k] = float((lane_cls[k] < c.lane_cells).sum() >= 2)
+    return Targets(heat, box, mask, lane_cls, exist)
+
+
+def logits_from_targets(t: Targets, c: ModelContract, sharp: float = 30.0) -> np.ndarray:
+    """Ideal lane logits for targets (used to check that decode inverts encode)."""
+    n_l, n_r = t.lane_cls.shape
+    logits = np.full((n_l, n_r, c.lane_cells + 1), -sharp, np.float32)
+    for lane in range(n_l):
+        logits[lane, np.arange(n_r), t.lane_cls[lane]] = sharp
+    return logits

@@ -1,0 +1,235 @@
+"""Raw model outputs -> lanes and obstacles, in Numba.
+
+These are the functions that the real-time loop and `perception evaluate` both call, with the
+thresholds from the model's contract, so evaluation measures what ships. Hand-written in
+Numba because the decode must stay well under a millisecond on one core and no library
+decodes row-anchor lanes; NMS is written here too (torchvision's needs torch, which serving
+never imports; numpy NMS is ~10x slower at the same size).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numba import njit
+
+from serving.contract import ModelContract
+
+NO_POINT = -2.0  # TuSimple's marker for "no lane point at this row"
+
+
+@dataclass
+class Detections:
+    """boxes float32[N, 4] x1 y1 x2 y2 in source-image pixels; scores float32[N];
+    classes int32[N] (index into contract.class_names)."""
+
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    classes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+
+
+@dataclass
+class Lanes:
+    """xs float32[L, R]: x in source-image pixels per slot and row, NO_POINT where none;
+    rows float32[R]: the source-image rows of the anchors; exist float32[L]: probability."""
+
+    xs: np.ndarray
+    rows: np.ndarray
+    exist: np.ndarray
+
+
+@dataclass
+class FramePrediction:
+    lanes: Lanes
+    detections: Detections
+
+
+@njit(cache=True, nogil=True)
+def decode_lanes(
+    logits: np.ndarray, exist: np.ndarray, threshold: float, width: float, out: np.ndarray
+) -> None:
+    """logits float32[L, R, G+1], exist float32[L] probabilities -> out float32[L, R] x in
+    pixels of an image `width` wide, NO_POINT where the lane is absent or the row says none.
+
+    x is the softmax expectation over the G cells (sub-cell precision, as UFLD), then a 3-tap
+    moving average smooths sub-cell jitter at interior points of each run of rows."""
+    n_lanes, n_rows, n_cls = logits.shape
+    cells = n_cls - 1
+    cell_px = width / cells
+    tmp = np.empty(n_rows, np.float32)
+    for lane in range(n_lanes):
+        for r in range(n_rows):
+            tmp[r] = NO_POINT
+            if exist[lane] < threshold:
+                continue
+            best, arg = logits[lane, r, 0], 0
+            for c in range(1, n_cls):
+                if logits[lane, r, c] > best:
+                    best, arg = logits[lane, r, c], c
+            if arg == cells:
+                continue
+            total, acc = 0.0, 0.0
+            for c in range(cells):
+                e = np.exp(logits[lane, r, c] - best)
+                total += e
+                acc += e * (c + 0.5)
+            tmp[r] = acc / total * width / cells
+        for r in range(n_rows):
+            x = tmp[r]
+            # interior points only (at the ends of a run a 2-tap mean is biased on slopes),
+            # and only jitter below half a cell: a real bend is kept as it is
+            if (
+                x != NO_POINT
+                and 0 < r < n_rows - 1
+                and tmp[r - 1] != NO_POINT
+                and tmp[r + 1] != NO_POINT
+                and abs(tmp[r - 1] - 2.0 * x + tmp[r + 1]) <= 0.5 * cell_px
+            ):
+                x = (tmp[r - 1] + x + tmp[r + 1]) / 3.0
+            out[lane, r] = x
+
+
+@njit(cache=True, nogil=True)
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0.0 or ih <= 0.0:
+        return 0.0
+    inter = iw * ih
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+@njit(cache=True, nogil=True)
+def nms(
+    boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float, max_out: int
+) -> np.ndarray:
+    """Class-wise greedy NMS. boxes float32[N, 4] x1 y1 x2 y2; returns kept indices, by
+    descending score, at most max_out."""
+    order = np.argsort(-scores)
+    keep = np.empty(min(len(order), max_out), np.int64)
+    dead = np.zeros(len(order), np.bool_)
+    k = 0
+    for i in range(len(order)):
+        if dead[i]:
+            continue
+        bi = order[i]
+        keep[k] = bi
+        k += 1
+        if k == max_out:
+            break
+        for j in range(i + 1, len(order)):
+            bj = order[j]
+            if not dead[j] and classes[bj] == classes[bi] and _iou(boxes[bi], boxes[bj]) > iou:
+                dead[j] = True
+    return keep[:k]
+
+
+@njit(cache=True, nogil=True)
+def decode_boxes(
+    heat: np.ndarray,
+    box: np.ndarray,
+    threshold: float,
+    stride: float,
+    sx: float,
+    sy: float,
+    width: float,
+    height: float,
+    iou: float,
+    max_out: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """heat float32[C, h, w] probabilities, box float32[4, h, w] l t r b distances (input
+    pixels) -> (boxes float32[N, 4] source pixels, scores, classes).
+
+    A candidate is a cell above threshold that is the maximum of its 3x3 neighbourhood in
+    its class (CenterNet's peak test); class-wise NMS then removes duplicates between
+    neighbouring peaks. sx, sy scale input pixels to source pixels; boxes are clipped to
+    width x height."""
+    n_cls, h, w = heat.shape
+    cap = 4 * max_out
+    boxes = np.empty((cap, 4), np.float32)
+    scores = np.empty(cap, np.float32)
+    classes = np.empty(cap, np.int32)
+    n = 0
+    for c in range(n_cls):
+        for y in range(h):
+            for x in range(w):
+                v = heat[c, y, x]
+                if v < threshold:
+                    continue
+                peak = True
+                for dy in range(-1, 2):
+                    for dx in range(-1, 2):
+                        yy, xx = y + dy, x + dx
+                        if 0 <= yy < h and 0 <= xx < w and heat[c, yy, xx] > v:
+                            peak = False
+                if not peak:
+                    continue
+                if n == cap:  # keep the strongest candidates when there are too many
+                    weakest = np.argmin(scores)
+                    if v <= scores[weakest]:
+                        continue
+                    i = int(weakest)
+                else:
+                    i = int(n)
+                    n += 1
+                cx, cy = (x + 0.5) * stride, (y + 0.5) * stride
+                boxes[i, 0] = max((cx - box[0, y, x]) * sx, 0.0)
+                boxes[i, 1] = max((cy - box[1, y, x]) * sy, 0.0)
+                boxes[i, 2] = min((cx + box[2, y, x]) * sx, width - 1.0)
+                boxes[i, 3] = min((cy + box[3, y, x]) * sy, height - 1.0)
+                scores[i] = v
+                classes[i] = c
+    keep = nms(boxes[:n], scores[:n], classes[:n], iou, max_out)
+    return boxes[keep], scores[keep], classes[keep]
+
+
+class Postprocessor:
+    """Decode settings from the contract plus preallocated buffers, for one source size."""
+
+    def __init__(self, contract: ModelContract, width: int, height: int):
+        self.c = contract
+        self.width, self.height = width, height
+        self.rows = (np.asarray(contract.row_anchors, np.float32) * height).astype(np.float32)
+        self.sx = width / contract.input_width
+        self.sy = height / contract.input_height
+
+    def __call__(
+        self,
+        heat: np.ndarray,
+        box: np.ndarray,
+        lane_logits: np.ndarray,
+        lane_exist: np.ndarray,
+        score_threshold: float | None = None,
+    ) -> FramePrediction:
+        """One image's outputs (no batch axis) -> FramePrediction in source pixels.
+        score_threshold overrides the contract's (evaluation sweeps it for PR curves)."""
+        c = self.c
+        thr = c.score_threshold if score_threshold is None else score_threshold
+        b, s, k = decode_boxes(
+            heat,
+            box,
+            thr,
+            float(c.stride),
+            self.sx,
+            self.sy,
+            float(self.width),
+            float(self.height),
+            c.nms_iou,
+            c.max_detections,
+        )
+        xs = np.empty(lane_logits.shape[:2], np.float32)
+        decode_lanes(lane_logits, lane_exist, c.lane_exist_threshold, float(self.width), xs)
+        return FramePrediction(
+            Lanes(xs, self.rows, lane_exist.astype(np.float32)), Detections(b, s, k)
+        )
+
+    def warmup(self) -> None:
+        g = self.c.grid
+        n_l, n_r = len(self.c.lane_slots), len(self.c.row_anchors)
+        self(
+            np.zeros((len(self.c.class_names), *g), np.float32),
+            np.zeros((4, *g), np.float32),
+            np.zeros((n_l, n_r, self.c.lane_cells + 1), np.float32),
+            np.ones(n_l, np.float32),
+        )
