@@ -22,6 +22,7 @@ from serving.postprocess import NO_POINT, Detections, FramePrediction, Lanes
 WORK_WIDTH = 640  # px: processing width (images are scaled down to it)
 HORIZON_MARGIN = 0.03  # fraction of the height below the horizon where the ROI starts
 MIN_ANGLE_DEG = 20.0  # segments flatter than this (from the horizontal) are rejected
+MAX_ANGLE_DEG = 80.0  # and steeper ones (poles, box edges near the vanishing point)
 GROUP_GAP = 0.12  # fraction of the width: bottom-row x gap that separates two lane lines
 
 
@@ -36,7 +37,8 @@ def _edges(grey: np.ndarray, top: int) -> np.ndarray:
 
 
 def _segments(edges: np.ndarray) -> np.ndarray:
-    """float64[N, 4] x1 y1 x2 y2 Hough segments with their steep enough, pixels."""
+    """float64[N, 4] x1 y1 x2 y2 pixels: Hough segments between MIN_ANGLE_DEG and
+    MAX_ANGLE_DEG from the horizontal."""
     h = edges.shape[0]
     lines = cv2.HoughLinesP(
         edges,
@@ -51,7 +53,8 @@ def _segments(edges: np.ndarray) -> np.ndarray:
     seg = lines.reshape(-1, 4).astype(np.float64)
     dx, dy = seg[:, 2] - seg[:, 0], seg[:, 3] - seg[:, 1]
     steep = np.abs(dy) >= np.tan(np.radians(MIN_ANGLE_DEG)) * np.abs(dx)
-    return seg[steep & (dy != 0)]
+    upright = np.abs(dy) > np.tan(np.radians(MAX_ANGLE_DEG)) * np.abs(dx)
+    return seg[steep & ~upright]
 
 
 def _groups(seg: np.ndarray, h: int, w: int) -> list[np.ndarray]:
@@ -101,6 +104,7 @@ class HoughBaseline:
     """Predictor: frame -> FramePrediction with lanes only (no detections)."""
 
     name = "baseline"
+    detects = False  # lanes only: evaluation reports its detection metrics as null
 
     def __call__(self, frame_bgr: np.ndarray, calib: Calib, rows: np.ndarray) -> FramePrediction:
         """frame uint8[H, W, 3] BGR; rows float32[R] source-image rows -> Lanes xs

@@ -9,32 +9,40 @@ import importlib
 import os
 import sys
 
-# module path -> owner of one or more sub-commands, in the order of the pipeline
-COMMAND_MODULES = (
-    "perception.sim.generate",
-    "perception.dataset.validate",
-    "perception.dataset.split",
-    "perception.dataset.adapters",
-    "perception.train",
-)
+# module path -> the sub-commands it registers, in the order of the pipeline. Only the module
+# of the command being run is imported: `perception validate` must not pay for importing torch.
+COMMANDS: dict[str, tuple[str, ...]] = {
+    "perception.sim.generate": ("generate",),
+    "perception.dataset.validate": ("validate",),
+    "perception.dataset.split": ("split",),
+    "perception.dataset.adapters": ("import", "export-labels"),
+    "perception.train": ("train",),
+    "perception.evaluate": ("evaluate",),
+    "perception.export": ("export", "parity", "quantize", "model-card"),
+}
+COMMAND_MODULES = tuple(COMMANDS)
 
 
 class UserError(Exception):
     """An expected failure caused by input: printed as one line, exit status 2."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every sub-command, or only `command`'s module when it is known."""
     parser = argparse.ArgumentParser(prog="perception", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    modules = [m for m, cmds in COMMANDS.items() if command in cmds] or list(COMMANDS)
+    for name in modules:
         importlib.import_module(name).register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -116,6 +116,22 @@ class TrainParams:
     nproc: int = 1  # processes for torchrun (DistributedDataParallel)
     loader_workers: int = 0
     max_frames: int = 0  # 0 = every training frame
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (see perception.train.amp_dtype)
 
 
 SECTIONS = (*SECTIONS, TrainParams)
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    """Evaluation (perception evaluate); command-line flags override split and max_frames."""
+
+    SECTION: ClassVar[str] = "evaluate"
+    split: str = "test"
+    max_frames: int = 0  # 0 = every frame of the split
+    culane_scale: float = 0.5  # CULane F1 masks drawn at this fraction of the image size
+    culane_width: int = 30  # CULane lane width, pixels at full resolution
+    distance_max_m: float = 50.0  # distance error over gt obstacles up to this far, metres
+
+
+SECTIONS = (*SECTIONS, EvaluateParams)

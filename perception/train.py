@@ -39,10 +39,24 @@ class Dist:
     rank: int = 0
     world: int = 1
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    amp: torch.dtype | None = None  # mixed precision: float16 on CUDA, bfloat16 on CPUs with it
 
     @property
     def main(self) -> bool:
         return self.rank == 0
+
+
+def amp_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """Mixed precision for `train.precision` auto|fp32|bf16|fp16. auto: float16 on CUDA,
+    bfloat16 on a CPU whose oneDNN has native bf16 (AVX512-BF16 / AMX: ~2x faster training
+    here), else full float32."""
+    if precision == "fp32":
+        return None
+    if precision in ("bf16", "fp16"):
+        return torch.bfloat16 if precision == "bf16" else torch.float16
+    if device.type == "cuda":
+        return torch.float16
+    return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
 
 
 def setup_dist() -> Dist:
@@ -127,14 +141,14 @@ def _epoch(
     net.train(opt is not None)
     sums: dict[str, float] = {}
     n = 0
-    amp = d.device.type == "cuda"
     for batch in tqdm(dl, desc=desc, disable=not d.main, leave=False, unit="batch"):
         batch = {k: v.to(d.device, non_blocking=True) for k, v in batch.items()}
+        image = batch["image"].contiguous(memory_format=torch.channels_last)
         with (
             torch.set_grad_enabled(opt is not None),
-            torch.autocast(d.device.type, enabled=amp, dtype=torch.float16),
+            torch.autocast(d.device.type, enabled=d.amp is not None, dtype=d.amp or torch.float32),
         ):
-            out = net(batch["image"])
+            out = net(image)
             loss, parts = losses.total(out, batch)
         if opt is not None:
             opt.zero_grad(set_to_none=True)
@@ -159,6 +173,7 @@ def train(
     progress: bool = True,
 ) -> dict[str, float]:
     d = setup_dist()
+    d.amp = amp_dtype(d.device, p.precision)
     torch.manual_seed(p.seed)
     splits = load_splits(splits_path)
     contract = ModelContract()
@@ -168,7 +183,7 @@ def train(
         data, splits["val"], contract, progress and d.main, max(limit // 4, 8) if limit else None
     )
     train_ds, val_ds = TrainSet(train_cache, True, p.seed), TrainSet(val_cache, False, p.seed)
-    raw = PerceptionNet(contract).to(d.device)
+    raw = PerceptionNet(contract).to(d.device).to(memory_format=torch.channels_last)
     net: torch.nn.Module = raw
     if d.world > 1:
         net = DistributedDataParallel(net)
@@ -176,7 +191,7 @@ def train(
     dl, vdl = _loader(train_ds, p, d, True), _loader(val_ds, p, d, False)
     steps = max(20, p.epochs * len(dl))  # OneCycleLR needs a few steps per phase
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, p.lr, total_steps=steps, pct_start=0.1)
-    scaler = torch.amp.GradScaler(enabled=d.device.type == "cuda")
+    scaler = torch.amp.GradScaler(enabled=d.amp == torch.float16)
     start = 0
     if resume and Path(checkpoint).exists():
         ck = torch.load(checkpoint, map_location=d.device, weights_only=True)

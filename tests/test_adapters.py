@@ -562,7 +562,7 @@ def test_register_builds_working_commands(tusimple_root: Path, tmp_path: Path) -
     assert args.func(args) == 0 and len(Dataset(out).clip_ids()) == 3
     args = parser.parse_args(
         [
-            "export",
+            "export-labels",
             "tusimple",
             "--data",
             str(out),
@@ -622,7 +622,7 @@ def test_cli_import_and_export(
     assert cli_main(argv) == 0
     assert len(Dataset(bdd["out"]).clip_ids()) == 3
     coco = tmp_path / "c.json"
-    assert cli_main(["export", "coco", "--data", str(bdd["out"]), "--out", str(coco)]) == 0
+    assert cli_main(["export-labels", "coco", "--data", str(bdd["out"]), "--out", str(coco)]) == 0
     assert len(json.loads(coco.read_text())["annotations"]) == 10
 
 

@@ -2,7 +2,7 @@
 
     perception import tusimple --root DIR --out DIR
     perception import bdd100k --images DIR --det-labels FILE [--lane-labels FILE] --out DIR
-    perception export tusimple|coco --data DIR --out FILE [--clips ID ...]
+    perception export-labels tusimple|coco --data DIR --out FILE [--clips ID ...]
 
 The conversions live in perception.dataset.tusimple, .bdd100k and .coco.
 """
@@ -87,7 +87,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--copy", action="store_true", help="copy images instead of hard-linking")
     b.set_defaults(func=_run_import_bdd100k)
 
-    exp = subparsers.add_parser("export", help="export our dataset as TuSimple or COCO labels")
+    exp = subparsers.add_parser(
+        "export-labels", help="export our dataset as TuSimple or COCO labels"
+    )
     exp.add_argument("format", choices=("tusimple", "coco"))
     exp.add_argument("--data", required=True, help="dataset folder (with manifest.json)")
     exp.add_argument("--out", required=True, help="file to write (.json)")

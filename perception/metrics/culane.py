@@ -5,7 +5,8 @@ with the Hungarian algorithm on mask IoU and counts a true positive at IoU > 0.5
 ``scale`` of the image size (default 0.5, lines ``width * scale`` = 15 px wide) which keeps
 the IoU nearly the same and makes an image cost about a millisecond. Lanes come as x pixels
 per row (``rows``), negative where the lane has no point; lanes with fewer than two points
-are ignored. Masks are cropped to the rows the lanes span to keep the pixel counts cheap.
+are ignored. Masks are cropped to the rows the lanes span and packed to bits, so that IoUs
+are popcounts: about 0.5 ms for 4 x 4 lanes on a 1280x720 image.
 """
 
 from __future__ import annotations
@@ -43,17 +44,17 @@ class F1Counter:
         return {"tp": self.tp, "fp": self.fp, "fn": self.fn, "precision": p, "recall": r, "f1": f1}
 
 
-def _masks(
-    lanes: list[np.ndarray], rows: np.ndarray, size: tuple[int, int], scale: float, width: int
+def _draw(
+    polys: list[tuple[np.ndarray, np.ndarray]], size: tuple[int, int], scale: float, width: int
 ) -> np.ndarray:
-    """bool[N, H', W'] masks of lanes (x per row, pixels) drawn at ``scale``."""
+    """uint8[N, ceil(H' * W' / 8)]: each polyline through (xs, ys) pixels drawn ``width`` px
+    wide at ``scale`` on an image of size (width, height) pixels, as packed bits."""
     w, h = max(round(size[0] * scale), 1), max(round(size[1] * scale), 1)
-    thickness = max(round(width * scale), 1)
-    out = np.zeros((len(lanes), h, w), np.uint8)
-    for i, xs in enumerate(lanes):
-        pts = np.stack([xs, rows], axis=1) * scale
-        cv2.polylines(out[i], [np.round(pts).astype(np.int32)], False, 1, thickness)
-    return out.astype(bool)
+    out = np.zeros((len(polys), h, w), np.uint8)
+    for i, (xs, ys) in enumerate(polys):
+        pts = np.round(np.stack([xs, ys], axis=1) * scale).astype(np.int32)
+        cv2.polylines(out[i], [pts], False, 1, max(round(width * scale), 1))
+    return np.packbits(out.reshape(len(polys), -1), axis=1)
 
 
 def _valid(lanes: Sequence[np.ndarray], rows: np.ndarray) -> list[np.ndarray]:
@@ -64,13 +65,14 @@ def _valid(lanes: Sequence[np.ndarray], rows: np.ndarray) -> list[np.ndarray]:
 def iou_matrix(
     pred: Sequence[np.ndarray],
     gt: Sequence[np.ndarray],
-    rows: Sequence[float],
+    rows: Sequence[float] | np.ndarray,
     size: tuple[int, int],
     scale: float = 0.5,
     width: int = LINE_WIDTH,
 ) -> np.ndarray:
     """float[P, G] mask IoU between predicted and gt lanes; size is (width, height) pixels
-    of the image; lanes are x per row (pixels), negative = no point."""
+    of the image; lanes are x per row (pixels), negative = no point, each with >= 2 points.
+    Masks are cropped to the rows the lanes span (plus the line width)."""
     r = np.asarray(rows, np.float64)
     polys = []
     for xs in (*pred, *gt):
@@ -80,15 +82,14 @@ def iou_matrix(
     if not pred or not gt:
         return np.zeros((len(pred), len(gt)))
     ys = np.concatenate([p[1] for p in polys])
-    pad = width  # crop to the rows the lanes span (plus the line width)
+    pad = width
     top = max(float(ys.min()) - pad, 0.0)
     bottom = min(float(ys.max()) + pad, size[1])
     crop = (size[0], max(round(bottom - top), 1))
-    masks = np.stack([_masks([x], y - top, crop, scale, width)[0] for x, y in polys]).reshape(
-        len(polys), -1
-    )
-    inter = masks[: len(pred)].astype(np.float32) @ masks[len(pred) :].T.astype(np.float32)
-    area = masks.sum(axis=1).astype(np.float32)
+    bits = _draw(polys, crop, scale, width)
+    area = np.bitwise_count(bits).sum(axis=1, dtype=np.int64)
+    p, g = bits[: len(pred)], bits[len(pred) :]
+    inter = np.bitwise_count(p[:, None] & g[None]).sum(axis=2, dtype=np.int64)
     union = area[: len(pred), None] + area[None, len(pred) :] - inter
     return np.where(union > 0, inter / np.maximum(union, 1.0), 0.0)
 
@@ -96,7 +97,7 @@ def iou_matrix(
 def match_image(
     pred: Sequence[np.ndarray],
     gt: Sequence[np.ndarray],
-    rows: Sequence[float],
+    rows: Sequence[float] | np.ndarray,
     size: tuple[int, int],
     scale: float = 0.5,
     width: int = LINE_WIDTH,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -104,8 +103,3 @@ class CocoEvaluator:
 def coco_ap(gt: dict, detections: Sequence[dict]) -> dict:
     """One-shot ``CocoEvaluator(gt, detections).evaluate()``."""
     return CocoEvaluator(gt, detections).evaluate()
-
-
-def is_number(v: object) -> bool:
-    """True for a finite int or float (not None, not NaN)."""
-    return isinstance(v, int | float) and math.isfinite(v)

@@ -68,11 +68,28 @@ class TorchPredictor(_Base):
         return tuple(o.numpy() for o in out)
 
 
+class OnnxPredictor(_Base):
+    """Any ONNX variant (FP32, INT8, FP16) through serving's Engine: the contract comes from
+    the file itself."""
+
+    def __init__(self, path: str | Path, device: str = "cpu", threads: int = 2):
+        from serving.engine import Engine
+
+        self.engine = Engine(path, device, threads)
+        super().__init__(self.engine.contract)
+        self.pre.out = self.engine.input  # preprocess straight into the bound input buffer
+
+    def infer(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
+        return self.engine.run(None if x is self.engine.input else x)
+
+
 def load_predictor(path: str) -> _Base:
-    """A predictor for a model file: .pt (PyTorch, from perception train)."""
+    """A predictor for a model file: .pt (PyTorch, from perception train) or .onnx."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{path}: missing model file")
     if p.suffix == ".pt":
         return TorchPredictor(p)
-    raise ValueError(f"{path}: unknown model format (expected .pt)")
+    if p.suffix == ".onnx":
+        return OnnxPredictor(p)
+    raise ValueError(f"{path}: unknown model format (expected .pt or .onnx)")

@@ -1,0 +1,268 @@
+"""Scoring and outputs of `perception evaluate`: metrics per predictor and slice, the DVC
+metrics and plots files, TuSimple and COCO exports, a slice chart and a stdout table."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from perception.dataset.coco import obstacle_to_coco_bbox
+from perception.dataset.schema import Lane
+from perception.dataset.tusimple import frame_to_tusimple, lanes_to_tusimple_xs
+from perception.metrics import culane, distance, tusimple
+from perception.metrics.detection import CocoEvaluator
+from perception.params import EvaluateParams
+from serving.contract import CLASS_NAMES
+from serving.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+if TYPE_CHECKING:
+    from perception.evaluate import Frame, FrameResult, Run
+
+# slice name -> (meta tag, values that put a clip in it)
+SLICES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "day": ("time_of_day", ("day",)),
+    "dusk": ("time_of_day", ("dusk",)),
+    "night": ("time_of_day", ("night",)),
+    "rain": ("weather", ("rain",)),
+    "fog": ("weather", ("fog",)),
+    "curves": ("road", ("curve", "sharp_curve", "s_bend")),
+}
+VEHICLES = ("car", "truck")
+
+
+def slice_indices(frames: Sequence[Frame]) -> dict[str, list[int]]:
+    """Slice name -> indices of the frames whose clip tags put them in it."""
+    return {
+        name: [i for i, f in enumerate(frames) if f.tags.get(tag) in values]
+        for name, (tag, values) in SLICES.items()
+    }
+
+
+class _Scorer:
+    """Per-frame lane and distance figures of one run, computed once; summaries over any
+    subset of frames (the whole split or a slice)."""
+
+    def __init__(self, frames: Sequence[Frame], run: Run, gt: dict, p: EvaluateParams):
+        self.frames, self.run = frames, run
+        gts = [f.gt_lanes() for f in frames]
+        self.bench = [
+            tusimple.bench(r.lanes, g, f.h_samples)
+            for f, r, g in zip(frames, run.results, gts, strict=True)
+        ]
+        self.f1 = [
+            culane.match_image(r.lanes, g, f.h_samples, f.size, p.culane_scale, p.culane_width)
+            for f, r, g in zip(frames, run.results, gts, strict=True)
+        ]
+        self.coco: CocoEvaluator | None = None
+        self.dist: list[list[float]] = []
+        if run.detects:
+            self.coco = CocoEvaluator(gt, coco_detections(frames, run.results))
+            self.dist = [
+                _distance_errors(f, r, p.distance_max_m)
+                for f, r in zip(frames, run.results, strict=True)
+            ]
+
+    def lanes(self, idx: Sequence[int]) -> dict[str, float | None]:
+        if not idx:
+            return {"accuracy": None, "fp": None, "fn": None, "f1": None}
+        acc, fp, fn = (float(np.mean(c)) for c in zip(*(self.bench[i] for i in idx), strict=True))
+        counter = culane.F1Counter()
+        for i in idx:
+            counter.add(*self.f1[i])
+        return {"accuracy": acc, "fp": fp, "fn": fn, "f1": counter.result()["f1"]}
+
+    def detection(self, idx: Sequence[int] | None) -> tuple[dict | None, list[dict]]:
+        """({ap50, ap} per class and mean, PR points) over frames idx (None = all)."""
+        if self.coco is None:
+            return None, []
+        ids = None if idx is None else [self.frames[i].image_id for i in idx]
+        r = self.coco.evaluate(ids)
+        return {"ap50": r["ap50"], "ap": r["ap"]}, r["pr"]
+
+    def distance(self, idx: Sequence[int]) -> dict | None:
+        if self.coco is None:
+            return None
+        return distance.summarize([e for i in idx for e in self.dist[i]])
+
+
+def coco_detections(frames: Sequence[Frame], results: Sequence[FrameResult]) -> list[dict]:
+    """Detections as a COCO result list: image_id, category_id, bbox [x, y, w, h], score."""
+    out = []
+    for f, r in zip(frames, results, strict=True):
+        for box, score, cls in zip(r.boxes, r.scores, r.classes, strict=True):
+            bbox = [round(v, 2) for v in obstacle_to_coco_bbox(box.tolist())]
+            out.append(
+                {
+                    "image_id": f.image_id,
+                    "category_id": int(cls) + 1,
+                    "bbox": bbox,
+                    "score": round(float(score), 5),
+                }
+            )
+    return out
+
+
+def _distance_errors(frame: Frame, r: FrameResult, max_m: float) -> list[float]:
+    obs = frame.label.obstacles
+    gt_boxes = np.array([o.box for o in obs], np.float64).reshape(-1, 4)
+    gt_cls = np.array([CLASS_NAMES.index(o.cls) for o in obs], np.int64)
+    return distance.frame_errors(
+        frame.calib,
+        r.boxes,
+        r.scores,
+        r.classes,
+        gt_boxes,
+        gt_cls,
+        [o.distance_m for o in obs],
+        max_m,
+    )
+
+
+def score_runs(
+    frames: Sequence[Frame], runs: Sequence[Run], gt: dict, p: EvaluateParams
+) -> tuple[dict[str, Any], list[dict]]:
+    """metrics.json's dict (predictor name -> figures) and the last run's PR points."""
+    metrics: dict[str, Any] = {}
+    slices = slice_indices(frames)
+    everything = list(range(len(frames)))
+    pr: list[dict] = []
+    for run in runs:
+        s = _Scorer(frames, run, gt, p)
+        det, pr = s.detection(None)
+        m: dict[str, Any] = {
+            "frames": len(frames),
+            "lanes": s.lanes(everything),
+            "detection": det,
+            "distance": s.distance(everything),
+            "slices": {},
+        }
+        for name, idx in slices.items():
+            m["slices"][name] = {
+                "frames": len(idx),
+                "lanes": s.lanes(idx),
+                "detection": s.detection(idx)[0],
+                "distance": s.distance(idx),
+            }
+        metrics[run.name] = m
+    return metrics, pr
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def _vehicle_ap50(det: dict | None) -> float | None:
+    """Mean AP50 of the vehicle classes that have gt (None without)."""
+    if det is None:
+        return None
+    vals = [det["ap50"][c] for c in VEHICLES if det["ap50"].get(c) is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def _rows(m: dict) -> list[tuple[str, dict]]:
+    return [("all", m), *m["slices"].items()]
+
+
+def plot_slices(metrics: dict[str, Any]) -> bytes:
+    """PNG bytes: lane accuracy and vehicle AP50 per slice, one bar per predictor."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(metrics)
+    labels = [r for r, _ in _rows(metrics[names[0]])]
+    figures: list[tuple[str, Callable[[dict], float | None]]] = [
+        ("lane accuracy (TuSimple)", lambda s: s["lanes"]["accuracy"]),
+        ("vehicle AP50", lambda s: _vehicle_ap50(s["detection"])),
+    ]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    x = np.arange(len(labels))
+    width = 0.8 / max(len(names), 1)
+    for ax, (title, get) in zip(axes, figures, strict=True):
+        for k, name in enumerate(names):
+            vals = [get(s) for _, s in _rows(metrics[name])]
+            ax.bar(x + k * width, [np.nan if v is None else v for v in vals], width, label=name)
+        if all(get(s) is None for n in names for _, s in _rows(metrics[n])):
+            ax.text(0.5, 0.5, "no predictions", transform=ax.transAxes, ha="center")
+        ax.set_xticks(x + width * (len(names) - 1) / 2, labels)
+        ax.set_ylim(0, 1)
+        ax.set_title(title)
+    axes[0].legend(loc="lower left", fontsize="small")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _tusimple_lines(frames: Sequence[Frame], run: Run | None) -> str:
+    """TuSimple json lines: the run's predictions, or the ground truth when run is None."""
+    lines = []
+    for i, f in enumerate(frames):
+        if run is None:
+            d = frame_to_tusimple(f.raw_file, f.label, f.h_samples)
+        else:
+            r = run.results[i]
+            lanes = [Lane("pred", [], [float(x) for x in xs]) for xs in r.lanes]
+            d = {
+                "raw_file": f.raw_file,
+                "lanes": lanes_to_tusimple_xs(lanes),
+                "h_samples": list(f.h_samples),
+                "run_time": round(r.run_time_ms, 3),
+            }
+        lines.append(json.dumps(d, separators=(",", ":")) + "\n")
+    return "".join(lines)
+
+
+def write_outputs(
+    out: Path,
+    frames: Sequence[Frame],
+    runs: Sequence[Run],
+    gt: dict,
+    metrics: dict[str, Any],
+    pr: list[dict],
+) -> None:
+    """Write every output file of `perception evaluate` into out (see its module doc)."""
+    main = runs[-1]
+    atomic_write_json(out / "metrics.json", metrics)
+    atomic_write_json(out / "pr_curves.json", pr, indent=None)
+    atomic_write_bytes(out / "slices.png", plot_slices(metrics))
+    atomic_write_text(out / "tusimple_pred.json", _tusimple_lines(frames, main))
+    atomic_write_text(out / "tusimple_gt.json", _tusimple_lines(frames, None))
+    atomic_write_json(out / "coco_gt.json", gt, indent=None)
+    atomic_write_json(out / "coco_pred.json", coco_detections(frames, main.results), indent=None)
+
+
+def _fmt(v: float | None, pct: bool = True) -> str:
+    if v is None:
+        return "-"
+    return f"{100 * v:.1f}" if pct else f"{v:.3f}"
+
+
+def print_table(metrics: dict[str, Any]) -> None:
+    """A compact table: rows all + slices (with frame counts), per predictor TuSimple
+    accuracy / FP / FN and mean AP50, in percent."""
+    names = list(metrics)
+    group = f" | {'acc':>5} {'FP':>5} {'FN':>5} {'AP50':>5}"
+    print(" " * 15 + "".join(f" | {n[: len(group) - 3]:<{len(group) - 3}}" for n in names))
+    head = f"{'slice':<8}{'frames':>7}" + group * len(names)
+    print(head)
+    print("-" * len(head))
+    rows = {n: dict(_rows(metrics[n])) for n in names}
+    for label, s0 in _rows(metrics[names[0]]):
+        line = f"{label:<8}{s0['frames']:>7}"
+        for n in names:
+            s = rows[n][label]
+            det = s["detection"]
+            ap = det["ap50"]["mean"] if det else None
+            la = s["lanes"]
+            line += (
+                f" | {_fmt(la['accuracy']):>5} {_fmt(la['fp']):>5} "
+                f"{_fmt(la['fn']):>5} {_fmt(ap):>5}"
+            )
+        print(line)

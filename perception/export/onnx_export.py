@@ -1,0 +1,82 @@
+"""PyTorch model file -> ONNX with the contract and provenance inside (metadata_props)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+
+from perception.train import load_model
+from serving.contract import OUTPUT_NAMES
+from serving.files import atomic_write_bytes
+
+OPSET = 17
+
+
+def _sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False
+        )
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def provenance(data: str | None, params: str | None, metrics: str | None) -> dict[str, str]:
+    """Where the model came from: code, data and params hashes, its evaluation metrics."""
+    prov: dict[str, Any] = {"git_commit": git_commit()}
+    if data:
+        prov["data_manifest_sha256"] = _sha256(Path(data) / "manifest.json")
+    if params:
+        prov["params_sha256"] = _sha256(params)
+    if metrics and Path(metrics).exists():
+        prov["metrics"] = json.loads(Path(metrics).read_text())
+    return {f"provenance.{k}": json.dumps(v) for k, v in prov.items()}
+
+
+def set_metadata(model: onnx.ModelProto, meta: dict[str, str]) -> None:
+    """Replace metadata_props with meta (keys kept sorted for stable bytes)."""
+    del model.metadata_props[:]
+    for k in sorted(meta):
+        model.metadata_props.add(key=k, value=meta[k])
+
+
+def metadata(model: onnx.ModelProto) -> dict[str, str]:
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def export_onnx(model_pt: str | Path, out: str | Path, extra_meta: dict[str, str]) -> Path:
+    """Export with a dynamic batch axis, check the graph, write atomically."""
+    net = load_model(model_pt)
+    c = net.contract
+    dummy = torch.zeros(1, 3, c.input_height, c.input_width)
+    axes = {c.input_name: {0: "batch"}, **{n: {0: "batch"} for n in OUTPUT_NAMES}}
+    with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
+        f = Path(tmp) / "model.onnx"
+        torch.onnx.export(
+            net,
+            (dummy,),
+            str(f),
+            opset_version=OPSET,
+            input_names=[c.input_name],
+            output_names=list(OUTPUT_NAMES),
+            dynamic_axes=axes,
+            dynamo=False,
+        )
+        model = onnx.load(str(f))
+    set_metadata(model, {**c.to_metadata(), **extra_meta})
+    model.producer_name = "perception-pipeline"
+    onnx.checker.check_model(model, full_check=True)
+    atomic_write_bytes(out, model.SerializeToString())
+    return Path(out)

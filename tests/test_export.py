@@ -1,0 +1,151 @@
+"""ONNX export: parity with PyTorch, contract refusal, metadata round trip, INT8 and FP16."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from perception.dataset.schema import Dataset
+from perception.export.onnx_export import export_onnx, metadata, provenance, set_metadata
+from perception.export.parity import check_parity, parity_frames
+from perception.export.quantize import calibration_frames, convert_fp16, quantize_int8
+from perception.model.net import PerceptionNet
+from perception.params import DataParams, TrainParams
+from perception.sim.generate import generate
+from perception.train import model_file, save_atomic
+from serving.contract import CONTRACT_VERSION, ContractError, ModelContract
+from serving.engine import Engine, read_contract
+from serving.postprocess import Postprocessor
+from serving.preprocess import Preprocessor
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("export")
+    data = root / "data"
+    generate(
+        data,
+        DataParams(seed=5, clips=2, frames=4, width=640, height=360, workers=1),
+        progress=False,
+    )
+    torch.manual_seed(0)
+    net = PerceptionNet(ModelContract()).eval()
+    save_atomic(model_file(net, TrainParams(), {}), root / "model.pt")
+    (root / "params.yaml").write_text("data: {seed: 5}\n")
+    onnx_path = export_onnx(
+        root / "model.pt",
+        root / "perception.onnx",
+        provenance(str(data), str(root / "params.yaml"), None),
+    )
+    return {"root": root, "data": data, "pt": root / "model.pt", "onnx": onnx_path}
+
+
+def test_parity_on_real_frames(exported: dict[str, Path]) -> None:
+    frames = parity_frames(str(exported["data"]), Dataset(exported["data"]).clip_ids(), 8)
+    report = check_parity(exported["pt"], exported["onnx"], frames)
+    assert report["frames"] == 8
+    assert report["ok"], report
+    assert max(report["raw_max_abs_diff"].values()) < 1e-3
+
+
+def test_metadata_round_trip(exported: dict[str, Path]) -> None:
+    model = onnx.load(str(exported["onnx"]))
+    onnx.checker.check_model(model)
+    assert model.opset_import[0].version >= 17
+    assert read_contract(exported["onnx"]) == ModelContract()
+    meta = metadata(model)
+    manifest = (exported["data"] / "manifest.json").read_bytes()
+    import hashlib
+
+    assert (
+        json.loads(meta["provenance.data_manifest_sha256"]) == hashlib.sha256(manifest).hexdigest()
+    )
+    assert json.loads(meta["provenance.git_commit"])
+    batch_dim = model.graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch_dim.dim_param == "batch", "dynamic batch axis"
+
+
+def _rewrite(src: Path, dst: Path, edit) -> Path:
+    model = onnx.load(str(src))
+    meta = metadata(model)
+    edit(meta)
+    set_metadata(model, meta)
+    onnx.save(model, str(dst))
+    return dst
+
+
+def test_refuses_a_model_without_contract(exported: dict[str, Path], tmp_path: Path) -> None:
+    bare = _rewrite(
+        exported["onnx"],
+        tmp_path / "bare.onnx",
+        lambda m: [m.pop(k) for k in list(m) if k.startswith("contract.")],
+    )
+    with pytest.raises(ContractError, match="bare.onnx: no model contract"):
+        Engine(bare)
+
+
+def test_refuses_another_contract_version(exported: dict[str, Path], tmp_path: Path) -> None:
+    other = _rewrite(
+        exported["onnx"], tmp_path / "v99.onnx", lambda m: m.__setitem__("contract.version", "99")
+    )
+    with pytest.raises(
+        ContractError, match=f"contract version 99, this code speaks {CONTRACT_VERSION}"
+    ):
+        Engine(other)
+
+
+def test_cli_refusal_is_one_line(
+    exported: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from perception.cli import main
+
+    bare = _rewrite(
+        exported["onnx"],
+        tmp_path / "bare.onnx",
+        lambda m: [m.pop(k) for k in list(m) if k.startswith("contract.")],
+    )
+    (tmp_path / "metrics.json").write_text("{}")
+    code = main(
+        [
+            "model-card",
+            "--onnx",
+            str(bare),
+            "--variant",
+            f"fp32={bare}:{tmp_path / 'metrics.json'}",
+            "--data-report",
+            "x",
+            "--out",
+            str(tmp_path / "card.md"),
+        ]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and len(err.splitlines()) == 1 and "bare.onnx" in err
+
+
+@pytest.mark.parametrize("variant", ["int8", "fp16"])
+def test_variants_load_and_decode(exported: dict[str, Path], variant: str) -> None:
+    src, out = exported["onnx"], exported["root"] / f"perception.{variant}.onnx"
+    contract = read_contract(src)
+    if variant == "int8":
+        frames = calibration_frames(
+            str(exported["data"]), Dataset(exported["data"]).clip_ids(), 4, Preprocessor(contract)
+        )
+        quantize_int8(src, out, frames)
+        assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(out)).graph.node)
+    else:
+        convert_fp16(src, out)
+    engine = Engine(out)
+    assert engine.contract == contract
+    frame = np.full((360, 640, 3), 90, np.uint8)
+    x = Preprocessor(contract)(frame)
+    heat, box, lanes, exist = engine.run(x)
+    ref = Engine(src).run(x)
+    assert heat.shape == ref[0].shape and lanes.shape == ref[2].shape
+    assert np.abs(heat.astype(np.float32) - ref[0]).max() < 0.1
+    pred = Postprocessor(contract, 640, 360)(heat[0], box[0], lanes[0], exist[0])
+    assert pred.lanes.xs.shape == (4, len(contract.row_anchors))
