@@ -85,7 +85,7 @@ def test_refuses_a_model_without_contract(exported: dict[str, Path], tmp_path: P
         tmp_path / "bare.onnx",
         lambda m: [m.pop(k) for k in list(m) if k.startswith("contract.")],
     )
-    with pytest.raises(ContractError, match="bare.onnx: no model contract"):
+    with pytest.raises(ContractError, match=r"bare\.onnx: no model contract"):
         Engine(bare)
 
 
