@@ -2,8 +2,10 @@
 
 Resize (bilinear, OpenCV's half-pixel-centre convention), channel order to RGB, mean/std
 normalisation and HWC -> CHW are fused: each output value reads its four source pixels once
-and is written once. OpenCV would need resize + cvtColor + subtract + divide + transpose,
-five passes over memory. Hand-written because no library fuses these steps.
+and is written once. OpenCV needs resize + cvtColor + subtract + divide + transpose, five
+passes over memory (cv2.dnn.blobFromImage fuses some of them). The source taps and weights
+depend only on the two sizes, so they are computed once per source size and cached.
+Hand-written because no library fuses these steps.
 
 Frames may be gray (H, W) or (H, W, 1), BGR or RGB (H, W, 3), or BGRA (H, W, 4, alpha
 ignored), of any size.
@@ -17,55 +19,66 @@ from numba import njit
 from serving.contract import ModelContract
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _taps(o: int, scale: float, n: int) -> tuple[int, int, float]:
-    """Source indices and weight of the second tap for output index o (cv2 INTER_LINEAR)."""
-    f = (o + 0.5) * scale - 0.5
-    if f < 0.0:
-        f = 0.0
-    i0 = int(f)
-    if i0 >= n - 1:
-        return n - 1, n - 1, 0.0
-    return i0, i0 + 1, f - i0
+def bilinear_taps(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices i0, i1 (int64[n_out]) and weight of i1 (float32[n_out]) for each output
+    index, as cv2.resize INTER_LINEAR computes them (half-pixel centres, clamped edges)."""
+    f = np.maximum((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0)
+    i0 = np.minimum(f.astype(np.int64), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    w = (f - i0).astype(np.float32)
+    w[i0 == n_in - 1] = 0.0
+    return i0, i1, w
 
 
-@njit(cache=True, nogil=True)
-def _to_chw(
-    src: np.ndarray, out: np.ndarray, order: np.ndarray, mean: np.ndarray, inv_std: np.ndarray
-) -> None:
-    """src uint8[H, W, C]; out float32[3, h, w]; order[k] = source channel of RGB channel k."""
-    h_in, w_in = src.shape[0], src.shape[1]
+@njit(cache=True, nogil=True, fastmath=True)
+def _to_chw(src: np.ndarray, out: np.ndarray, order: np.ndarray, mean: np.ndarray,
+            inv_std: np.ndarray, x0: np.ndarray, x1: np.ndarray, fx: np.ndarray,
+            y0: np.ndarray, y1: np.ndarray, fy: np.ndarray) -> None:
+    """src uint8[H, W, C]; out float32[3, h, w]; order[k] = source channel of RGB channel k;
+    taps from bilinear_taps."""
     h, w = out.shape[1], out.shape[2]
-    sy, sx = h_in / h, w_in / w
     for oy in range(h):
-        y0, y1, fy = _taps(oy, sy, h_in)
+        r0, r1 = src[y0[oy]], src[y1[oy]]
+        b = fy[oy]
+        a = 1.0 - b
         for ox in range(w):
-            x0, x1, fx = _taps(ox, sx, w_in)
+            i, j, q = x0[ox], x1[ox], fx[ox]
+            p = 1.0 - q
             for k in range(3):
                 c = order[k]
-                top = src[y0, x0, c] * (1.0 - fx) + src[y0, x1, c] * fx
-                bot = src[y1, x0, c] * (1.0 - fx) + src[y1, x1, c] * fx
-                out[k, oy, ox] = ((top * (1.0 - fy) + bot * fy) - mean[k]) * inv_std[k]
+                v = (r0[i, c] * p + r0[j, c] * q) * a + (r1[i, c] * p + r1[j, c] * q) * b
+                out[k, oy, ox] = (v - mean[k]) * inv_std[k]
 
 
-@njit(cache=True, nogil=True)
-def _to_hwc_u8(src: np.ndarray, out: np.ndarray, order: np.ndarray) -> None:
+@njit(cache=True, nogil=True, fastmath=True)
+def _to_hwc_u8(src: np.ndarray, out: np.ndarray, order: np.ndarray, x0: np.ndarray,
+               x1: np.ndarray, fx: np.ndarray, y0: np.ndarray, y1: np.ndarray,
+               fy: np.ndarray) -> None:
     """The same sampling as _to_chw, kept as uint8 RGB HWC (training caches these)."""
-    h_in, w_in = src.shape[0], src.shape[1]
     h, w = out.shape[0], out.shape[1]
-    sy, sx = h_in / h, w_in / w
     for oy in range(h):
-        y0, y1, fy = _taps(oy, sy, h_in)
+        r0, r1 = src[y0[oy]], src[y1[oy]]
+        b = fy[oy]
+        a = 1.0 - b
         for ox in range(w):
-            x0, x1, fx = _taps(ox, sx, w_in)
+            i, j, q = x0[ox], x1[ox], fx[ox]
+            p = 1.0 - q
             for k in range(3):
                 c = order[k]
-                top = src[y0, x0, c] * (1.0 - fx) + src[y0, x1, c] * fx
-                bot = src[y1, x0, c] * (1.0 - fx) + src[y1, x1, c] * fx
-                out[oy, ox, k] = np.uint8(top * (1.0 - fy) + bot * fy + 0.5)
+                v = (r0[i, c] * p + r0[j, c] * q) * a + (r1[i, c] * p + r1[j, c] * q) * b
+                out[oy, ox, k] = np.uint8(v + 0.5)
 
 
-_ORDERS = {"bgr": np.array([2, 1, 0]), "rgb": np.array([0, 1, 2]), "gray": np.array([0, 0, 0])}
+_ORDERS = {"bgr": np.array([2, 1, 0]), "rgb": np.array([0, 1, 2]),
+           "gray": np.array([0, 0, 0])}
+_TAPS: dict[tuple[int, int, int, int], tuple[np.ndarray, ...]] = {}
+
+
+def _taps(h_in: int, w_in: int, h: int, w: int) -> tuple[np.ndarray, ...]:
+    key = (h_in, w_in, h, w)
+    if key not in _TAPS:
+        _TAPS[key] = (*bilinear_taps(w, w_in), *bilinear_taps(h, h_in))
+    return _TAPS[key]
 
 
 def _as_hwc(frame: np.ndarray, color: str) -> tuple[np.ndarray, np.ndarray]:
@@ -73,7 +86,7 @@ def _as_hwc(frame: np.ndarray, color: str) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"frame dtype {frame.dtype}, expected uint8")
     if frame.ndim == 2:
         return frame[:, :, None], _ORDERS["gray"]
-    if frame.ndim != 3 or frame.shape[2] not in (1, 3, 4):
+    if frame.ndim != 3 or frame.shape[2] not in (1, 3, 4) or min(frame.shape[:2]) < 1:
         raise ValueError(f"frame shape {frame.shape}: expected (H, W), (H, W, 1|3|4)")
     if frame.shape[2] == 1:
         return frame, _ORDERS["gray"]
@@ -89,32 +102,34 @@ class Preprocessor:
         self.inv_std = (1.0 / np.asarray(contract.std, np.float64)).astype(np.float32)
         self.out = np.empty((1, 3, contract.input_height, contract.input_width), np.float32)
 
-    def __call__(
-        self, frame: np.ndarray, color: str = "bgr", out: np.ndarray | None = None
-    ) -> np.ndarray:
+    def __call__(self, frame: np.ndarray, color: str = "bgr",
+                 out: np.ndarray | None = None) -> np.ndarray:
         """frame uint8 (see module doc) -> float32[1, 3, h, w] normalised RGB (a view of
         the preallocated buffer unless out is given: copy it to keep it)."""
         src, order = _as_hwc(frame, color)
         dst = self.out if out is None else out
-        _to_chw(src, dst[0], order, self.mean, self.inv_std)
+        taps = _taps(src.shape[0], src.shape[1], dst.shape[2], dst.shape[3])
+        _to_chw(src, dst[0], order, self.mean, self.inv_std, *taps)
         return dst
 
     def warmup(self) -> None:
-        self(np.zeros((8, 8, 3), np.uint8))
-        resize_rgb_u8(np.zeros((8, 8, 3), np.uint8), 4, 4)
+        """Compile (or load from the Numba cache) every kernel variant used at run time."""
+        for frame in (np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.uint8),
+                      np.zeros((8, 8, 4), np.uint8)):
+            self(frame)
+            resize_rgb_u8(frame, 4, 4)
 
 
 def resize_rgb_u8(frame: np.ndarray, width: int, height: int, color: str = "bgr") -> np.ndarray:
     """The preprocessing resize without normalisation: uint8[height, width, 3] RGB."""
     src, order = _as_hwc(frame, color)
     out = np.empty((height, width, 3), np.uint8)
-    _to_hwc_u8(src, out, order)
+    _to_hwc_u8(src, out, order, *_taps(src.shape[0], src.shape[1], height, width))
     return out
 
 
 def normalise_u8(rgb: np.ndarray, contract: ModelContract) -> np.ndarray:
     """uint8[..., H, W, 3] RGB -> float32[..., 3, H, W] as the model expects."""
     x = (rgb.astype(np.float32) - np.asarray(contract.mean, np.float32)) / np.asarray(
-        contract.std, np.float32
-    )
+        contract.std, np.float32)
     return np.moveaxis(x, -1, -3)

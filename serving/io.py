@@ -1,0 +1,348 @@
+"""Frame sources and result sinks for the real-time loop and `perception demo`.
+
+Sources yield :class:`Frame` objects from a camera (serving.camera), a video file, a folder
+of images or a dataset clip folder (calib.json, labels.jsonl, sensors.csv, frames/). Bad
+input raises :class:`SourceError` with one line that names the input; a source that dies
+mid-stream ends iteration cleanly and sets ``ended_early`` and ``end_reason``. Frames pass
+through unchanged: any size, gray (H x W), BGR (H x W x 3) or BGRA (H x W x 4) uint8.
+Sinks (VideoSink, JsonlSink) live in serving.sinks and are re-exported here.
+
+Timestamps (``Frame.t_ns``, nanoseconds): files use their own timing (video position, clip
+timestamps, index / fps for image folders), cameras use time.monotonic_ns() at grab time.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import cv2
+import numpy as np
+
+from serving.geometry import Calib
+from serving.sinks import JsonlSink, SinkError, VideoSink
+
+__all__ = [
+    "ClipSource",
+    "Frame",
+    "ImageFolderSource",
+    "JsonlSink",
+    "SinkError",
+    "Source",
+    "SourceError",
+    "VideoSink",
+    "VideoSource",
+    "open_source",
+]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+SENSOR_HEADER = ("t_ns", "speed_mps", "yaw_rate_rps", "accel_mps2", "steering_rad")
+SPEED_EXTRAPOLATE_NS = 100_000_000  # clamp sensor speed this far past the first/last sample
+
+
+class SourceError(ValueError):
+    """Input that cannot be read as frames; the one-line message names the input."""
+
+
+@dataclass(slots=True)
+class Frame:
+    """One camera frame.
+
+    index: source frame number (0-based; gaps mean frames dropped by a live source).
+    image: uint8 H x W (gray), H x W x 3 (BGR) or H x W x 4 (BGRA), as the source gave it.
+    t_ns: capture time in nanoseconds (file timing for files, time.monotonic_ns() at grab for
+    cameras). speed_mps: ego speed in m/s from a clip's sensors at t_ns, None when unknown.
+    """
+
+    index: int
+    image: np.ndarray
+    t_ns: int
+    speed_mps: float | None = None
+
+
+class Source:
+    """Base class: iterate for Frames; a context manager that closes the source.
+
+    fps: nominal frames per second. size: (width, height) of the first frame, pixels.
+    calib: the camera calibration when known (clip or --calib), else None.
+    frame_count: frames expected (None when unknown, e.g. a camera). live: True for cameras
+    (frames are dropped when the consumer is slow; files never drop).
+    ended_early / end_reason: set when the input died before its expected end.
+    """
+
+    live: bool = False
+
+    def __init__(self, name: str, fps: float, size: tuple[int, int], calib: Calib | None):
+        self.name = name
+        self.fps = fps
+        self.size = size
+        self.calib = _fit_calib(calib, size, name) if calib is not None else None
+        self.frame_count: int | None = None
+        self.ended_early = False
+        self.end_reason: str | None = None
+
+    def __iter__(self) -> Iterator[Frame]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the input; iteration after close yields nothing more."""
+
+    def calib_or_default(self) -> Calib:
+        """The calibration, or Calib.default for the frame size when none is known."""
+        return self.calib if self.calib is not None else Calib.default(*self.size)
+
+    def _end_early(self, reason: str) -> None:
+        self.ended_early = True
+        self.end_reason = f"{self.name}: {reason}"
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType
+    ) -> None:
+        self.close()
+
+
+def _fit_calib(calib: Calib, size: tuple[int, int], name: str) -> Calib:
+    """The calibration for frames of `size` (w, h): scaled if only the resolution differs."""
+    w, h = size
+    if (calib.image_width, calib.image_height) == (w, h):
+        return calib
+    if abs(calib.image_width * h - calib.image_height * w) > 0.01 * w * h:
+        raise SourceError(
+            f"{name}: calibration is for {calib.image_width}x{calib.image_height} images, "
+            f"frames are {w}x{h} (another aspect ratio)"
+        )
+    return calib.scaled(w, h)
+
+
+def image_size(img: np.ndarray) -> tuple[int, int]:
+    """(width, height) of an image array, pixels."""
+    return int(img.shape[1]), int(img.shape[0])
+
+
+def _read_image(path: Path) -> np.ndarray:
+    """Decode an image as stored (gray, BGR or BGRA), 16-bit reduced to 8; SourceError if not."""
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None or img.size == 0:
+        kind = "missing" if not path.exists() else "not a readable image"
+        raise SourceError(f"{path}: {kind}")
+    if img.dtype == np.uint16:
+        img = np.right_shift(img, 8).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        raise SourceError(f"{path}: unsupported pixel type {img.dtype}")
+    return img
+
+
+class VideoSource(Source):
+    """A video file read with cv2.VideoCapture, in the caller's thread, every frame."""
+
+    def __init__(self, path: Path, calib: Calib | None = None):
+        cap = cv2.VideoCapture(str(path))
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(f"{path}: cannot open as video (corrupt, truncated or not a video)")
+        ok, first = cap.read()
+        if not ok or first is None:
+            cap.release()
+            raise SourceError(f"{path}: video has no decodable frame")
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        fps = fps if math.isfinite(fps) and 0.0 < fps < 1000.0 else 30.0
+        super().__init__(str(path), fps, image_size(first), calib)
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        self.frame_count = n if n > 0 else None
+        self._cap: Any = cap
+        self._first: np.ndarray | None = first
+        self._t_first = self._pos_ns(0, -1)
+
+    def _pos_ns(self, index: int, prev_ns: int) -> int:
+        """Timestamp of the frame just read. FFmpeg's CAP_PROP_POS_MSEC is that frame's pts
+        after read(), but is 0 for some files and streams: fall back to index / fps and keep
+        the timestamps strictly increasing."""
+        t = round(self._cap.get(cv2.CAP_PROP_POS_MSEC) * 1e6)
+        if t <= prev_ns:
+            t = prev_ns + round(1e9 / self.fps) if index > 0 else 0
+        return t
+
+    def __iter__(self) -> Iterator[Frame]:
+        if self._first is None:
+            return
+        img, self._first = self._first, None
+        t, i = self._t_first, 0
+        while True:
+            yield Frame(i, img, t)
+            if self._cap is None:
+                return
+            try:
+                ok, nxt = self._cap.read()
+            except cv2.error as e:  # some backends raise on corrupt packets
+                ok, nxt = False, None
+                self._end_early(f"read failed after {i + 1} frames ({' '.join(str(e).split())})")
+            if not ok or nxt is None:
+                break
+            i += 1
+            img, t = nxt, self._pos_ns(i, t)
+        expected = self.frame_count
+        if not self.ended_early and expected and i + 1 < expected - max(1, expected // 100):
+            self._end_early(f"read failed after {i + 1} of {expected} frames")
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+        self._first = None
+
+
+class ImageFolderSource(Source):
+    """Sorted *.jpg / *.jpeg / *.png files of a folder at a nominal `fps`, t_ns = index / fps.
+    An image that does not decode raises SourceError naming it, when it is reached."""
+
+    def __init__(self, path: Path, fps: float = 20.0, calib: Calib | None = None):
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise SourceError(f"{path}: folder holds no .jpg or .png images")
+        first = _read_image(files[0])
+        super().__init__(str(path), fps, image_size(first), calib)
+        self.frame_count = len(files)
+        self._files = files
+        self._first: np.ndarray | None = first
+        self._closed = False
+
+    def __iter__(self) -> Iterator[Frame]:
+        for i, p in enumerate(self._files):
+            if self._closed:
+                return
+            img = self._first if i == 0 and self._first is not None else _read_image(p)
+            self._first = None
+            yield Frame(i, img, round(i * 1e9 / self.fps))
+
+    def close(self) -> None:
+        self._closed = True
+        self._first = None
+
+
+def _read_sensor_speed(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """sensors.csv -> (t_ns int64[N], speed_mps float64[N]) sorted by time; None if absent."""
+    if not path.exists():
+        return None
+    try:
+        with path.open(newline="") as f:
+            rows = list(csv.reader(f))
+        if not rows or tuple(c.strip() for c in rows[0]) != SENSOR_HEADER:
+            raise SourceError(f"{path}: header must be {','.join(SENSOR_HEADER)}")
+        t = np.array([int(r[0]) for r in rows[1:] if r], np.int64)
+        v = np.array([float(r[1]) for r in rows[1:] if r], np.float64)
+    except (ValueError, IndexError, UnicodeDecodeError) as e:
+        if isinstance(e, SourceError):
+            raise
+        raise SourceError(f"{path}: malformed row ({e})") from None
+    if len(t) == 0:
+        return None
+    order = np.argsort(t, kind="stable")
+    return t[order], v[order]
+
+
+def _read_clip_labels(path: Path) -> list[tuple[int, str, int]]:
+    """labels.jsonl -> [(frame, image path relative to the clip, timestamp_ns)]."""
+    out, n = [], 0
+    try:
+        with path.open() as f:
+            for line in f:
+                n += 1
+                if line.strip():
+                    d = json.loads(line)
+                    out.append((int(d["frame"]), str(d["image"]), int(d["timestamp_ns"])))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, UnicodeDecodeError) as e:
+        raise SourceError(f"{path}: line {n}: malformed label ({e})") from None
+    if not out:
+        raise SourceError(f"{path}: no frames listed")
+    return out
+
+
+class ClipSource(Source):
+    """A dataset clip folder: frames from labels.jsonl (image, timestamp_ns), calibration
+    from calib.json, speed interpolated from sensors.csv at each frame's timestamp."""
+
+    def __init__(self, path: Path, calib: Calib | None = None):
+        self.path = path
+        self._items = _read_clip_labels(path / "labels.jsonl")
+        if calib is None:
+            try:
+                calib = Calib.from_dict(json.loads((path / "calib.json").read_text()))
+            except (OSError, ValueError, TypeError) as e:
+                raise SourceError(f"{path / 'calib.json'}: {e}") from None
+        first = _read_image(path / self._items[0][1])
+        super().__init__(str(path), self._clip_fps(), image_size(first), calib)
+        self.frame_count = len(self._items)
+        self._speed = _read_sensor_speed(path / "sensors.csv")
+        self._first: np.ndarray | None = first
+        self._closed = False
+
+    def _clip_fps(self) -> float:
+        try:
+            fps = float(json.loads((self.path / "meta.json").read_text())["fps"])
+            if math.isfinite(fps) and fps > 0:
+                return fps
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        ts = np.array([t for _, _, t in self._items], np.float64)
+        dt = np.diff(ts)
+        return float(1e9 / np.median(dt)) if len(dt) and np.median(dt) > 0 else 20.0
+
+    def speed_at(self, t_ns: int) -> float | None:
+        """Ego speed in m/s at t_ns, linear between sensor samples; None outside them."""
+        if self._speed is None:
+            return None
+        t, v = self._speed
+        if not t[0] - SPEED_EXTRAPOLATE_NS <= t_ns <= t[-1] + SPEED_EXTRAPOLATE_NS:
+            return None
+        return float(np.interp(float(t_ns), t.astype(np.float64), v))
+
+    def __iter__(self) -> Iterator[Frame]:
+        for i, (index, rel, t_ns) in enumerate(self._items):
+            if self._closed:
+                return
+            img = self._first if i == 0 and self._first is not None else None
+            self._first = None
+            if img is None:
+                img = _read_image(self.path / rel)
+            yield Frame(index, img, t_ns, self.speed_at(t_ns))
+
+    def close(self) -> None:
+        self._closed = True
+        self._first = None
+
+
+def open_source(spec: str, calib_path: str | None = None, *, fps: float = 20.0) -> Source:
+    """Open `spec`: an integer -> camera index; a folder with calib.json and labels.jsonl ->
+    dataset clip; another folder -> image folder at `fps` frames/s; a file -> video.
+
+    calib_path: a calib.json that overrides the clip's calibration or sets one for other
+    inputs (scaled to the frame size when only the resolution differs). Without either,
+    ``source.calib`` is None and the caller picks (e.g. ``source.calib_or_default()``).
+    """
+    calib = None
+    if calib_path is not None:
+        try:
+            calib = Calib.load(calib_path)
+        except (OSError, ValueError, TypeError) as e:
+            raise SourceError(f"{calib_path}: not a usable calibration ({e})") from None
+    if spec.strip().isdigit():
+        from serving.camera import CameraSource  # camera.py builds on this module
+
+        return CameraSource(int(spec), calib)
+    path = Path(spec)
+    if path.is_dir():
+        if (path / "calib.json").is_file() and (path / "labels.jsonl").is_file():
+            return ClipSource(path, calib)
+        return ImageFolderSource(path, fps, calib)
+    if path.exists():  # a file, or a device node such as /dev/video0 (read as a file: not live)
+        return VideoSource(path, calib)
+    raise SourceError(f"{spec}: no such file or folder")
