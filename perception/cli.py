@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "perception.train": ("train",),
     "perception.evaluate": ("evaluate",),
     "perception.export": ("export", "parity", "quantize", "model-card"),
+    "perception.demo": ("demo",),
 }
 COMMAND_MODULES = tuple(COMMANDS)
 

@@ -11,7 +11,8 @@ Two modes:
 
 Every stage of every frame is timed with time.perf_counter_ns: decode (in the capture
 thread), pre, infer, post, track, draw, write; latency is output time minus capture time on
-the same monotonic clock.
+the same monotonic clock. In offline mode the time a frame waits in the queue is not latency
+(a file does not age): its latency starts when its decode started.
 """
 
 from __future__ import annotations
@@ -142,24 +143,27 @@ class Processor(Protocol):
 def run(
     frames: Iterable[Any],
     process: Processor,
-    emit: Callable[[Any, Any, dict[str, int]], None],
+    emit: Callable[[Captured, Any, dict[str, int]], None],
     *,
     paced_fps: float = 0.0,
+    live: bool = False,
     max_frames: int | None = None,
     on_frame: Callable[[Timings], None] | None = None,
 ) -> Timings:
-    """Run the loop until the source ends (or max_frames). emit(frame, result, stage_ns)
-    draws and writes, adding its own stage times. paced_fps > 0 selects the paced mode."""
+    """Run the loop until the source ends (or max_frames).
+
+    process(frame, stage_ns) -> result runs the model side; emit(captured, result, stage_ns)
+    draws and writes, adding its own stage times (captured.t_capture_ns gives the latency so
+    far). paced_fps > 0: a file played at that rate as if it were a camera; live: a real
+    camera (paced by its own clock). Either selects the paced mode: newest frame only, drops
+    and deadline misses (a result later than one frame period after capture) counted."""
     t = Timings()
     stop = threading.Event()
-    if paced_fps > 0:
-        box = _NewestOnly()
-        put, get = box.put, box.get
-        period_ns = int(1e9 / paced_fps)
-    else:
-        q: queue.Queue[Captured | None] = queue.Queue(maxsize=4)
-        put, get = q.put, q.get
-        period_ns = 0
+    paced = paced_fps > 0 or live
+    box = _NewestOnly()
+    q: queue.Queue[Captured | None] = queue.Queue(maxsize=4)
+    put, get = (box.put, box.get) if paced else (q.put, q.get)
+    period_ns = int(1e9 / paced_fps) if paced_fps > 0 else 0
     thread = threading.Thread(
         target=_capture, args=(frames, put, paced_fps, stop), name="capture", daemon=True
     )
@@ -170,9 +174,11 @@ def run(
             item = get()
             if item is None:
                 break
+            if not paced:  # a file does not age in the queue: latency starts at its decode
+                item.t_capture_ns = time.monotonic_ns() - item.decode_ns
             stage_ns = {"decode": item.decode_ns}
             result = process(item.frame, stage_ns)
-            emit(item.frame, result, stage_ns)
+            emit(item, result, stage_ns)
             latency = time.monotonic_ns() - item.t_capture_ns
             t.add(stage_ns, latency)
             if period_ns and latency > period_ns:
@@ -181,14 +187,12 @@ def run(
                 on_frame(t)
     finally:
         stop.set()
-        if paced_fps <= 0:  # unblock a capture thread waiting on a full queue
-            while thread.is_alive():
-                try:
-                    q.get_nowait()
-                except queue.Empty:
-                    thread.join(0.01)
+        while not paced and thread.is_alive():  # unblock a capture waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(0.01)
         thread.join(timeout=2.0)
         t.wall_s = time.perf_counter() - start
-        if paced_fps > 0:
-            t.dropped = box.dropped
+        t.dropped = box.dropped
     return t

@@ -31,9 +31,19 @@ def bilinear_taps(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray, np.nda
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def _to_chw(src: np.ndarray, out: np.ndarray, order: np.ndarray, mean: np.ndarray,
-            inv_std: np.ndarray, x0: np.ndarray, x1: np.ndarray, fx: np.ndarray,
-            y0: np.ndarray, y1: np.ndarray, fy: np.ndarray) -> None:
+def _to_chw(
+    src: np.ndarray,
+    out: np.ndarray,
+    order: np.ndarray,
+    mean: np.ndarray,
+    inv_std: np.ndarray,
+    x0: np.ndarray,
+    x1: np.ndarray,
+    fx: np.ndarray,
+    y0: np.ndarray,
+    y1: np.ndarray,
+    fy: np.ndarray,
+) -> None:
     """src uint8[H, W, C]; out float32[3, h, w]; order[k] = source channel of RGB channel k;
     taps from bilinear_taps."""
     h, w = out.shape[1], out.shape[2]
@@ -51,9 +61,17 @@ def _to_chw(src: np.ndarray, out: np.ndarray, order: np.ndarray, mean: np.ndarra
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def _to_hwc_u8(src: np.ndarray, out: np.ndarray, order: np.ndarray, x0: np.ndarray,
-               x1: np.ndarray, fx: np.ndarray, y0: np.ndarray, y1: np.ndarray,
-               fy: np.ndarray) -> None:
+def _to_hwc_u8(
+    src: np.ndarray,
+    out: np.ndarray,
+    order: np.ndarray,
+    x0: np.ndarray,
+    x1: np.ndarray,
+    fx: np.ndarray,
+    y0: np.ndarray,
+    y1: np.ndarray,
+    fy: np.ndarray,
+) -> None:
     """The same sampling as _to_chw, kept as uint8 RGB HWC (training caches these)."""
     h, w = out.shape[0], out.shape[1]
     for oy in range(h):
@@ -69,8 +87,7 @@ def _to_hwc_u8(src: np.ndarray, out: np.ndarray, order: np.ndarray, x0: np.ndarr
                 out[oy, ox, k] = np.uint8(v + 0.5)
 
 
-_ORDERS = {"bgr": np.array([2, 1, 0]), "rgb": np.array([0, 1, 2]),
-           "gray": np.array([0, 0, 0])}
+_ORDERS = {"bgr": np.array([2, 1, 0]), "rgb": np.array([0, 1, 2]), "gray": np.array([0, 0, 0])}
 _TAPS: dict[tuple[int, int, int, int], tuple[np.ndarray, ...]] = {}
 
 
@@ -102,8 +119,9 @@ class Preprocessor:
         self.inv_std = (1.0 / np.asarray(contract.std, np.float64)).astype(np.float32)
         self.out = np.empty((1, 3, contract.input_height, contract.input_width), np.float32)
 
-    def __call__(self, frame: np.ndarray, color: str = "bgr",
-                 out: np.ndarray | None = None) -> np.ndarray:
+    def __call__(
+        self, frame: np.ndarray, color: str = "bgr", out: np.ndarray | None = None
+    ) -> np.ndarray:
         """frame uint8 (see module doc) -> float32[1, 3, h, w] normalised RGB (a view of
         the preallocated buffer unless out is given: copy it to keep it)."""
         src, order = _as_hwc(frame, color)
@@ -114,8 +132,11 @@ class Preprocessor:
 
     def warmup(self) -> None:
         """Compile (or load from the Numba cache) every kernel variant used at run time."""
-        for frame in (np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.uint8),
-                      np.zeros((8, 8, 4), np.uint8)):
+        for frame in (
+            np.zeros((8, 8, 3), np.uint8),
+            np.zeros((8, 8), np.uint8),
+            np.zeros((8, 8, 4), np.uint8),
+        ):
             self(frame)
             resize_rgb_u8(frame, 4, 4)
 
@@ -131,5 +152,6 @@ def resize_rgb_u8(frame: np.ndarray, width: int, height: int, color: str = "bgr"
 def normalise_u8(rgb: np.ndarray, contract: ModelContract) -> np.ndarray:
     """uint8[..., H, W, 3] RGB -> float32[..., 3, H, W] as the model expects."""
     x = (rgb.astype(np.float32) - np.asarray(contract.mean, np.float32)) / np.asarray(
-        contract.std, np.float32)
+        contract.std, np.float32
+    )
     return np.moveaxis(x, -1, -3)
