@@ -1,0 +1,23 @@
+"""Shared fixtures: a small exported model (untrained weights, real contract)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from perception.export.onnx_export import export_onnx
+from perception.model.net import PerceptionNet
+from perception.params import TrainParams
+from perception.train import model_file, save_atomic
+from serving.contract import ModelContract
+
+
+@pytest.fixture(scope="session")
+def onnx_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("model")
+    torch.manual_seed(0)
+    net = PerceptionNet(ModelContract()).eval()
+    save_atomic(model_file(net, TrainParams(), {}), root / "model.pt")
+    return export_onnx(root / "model.pt", root / "perception.onnx", {})
