@@ -132,6 +132,9 @@ class EvaluateParams:
     culane_scale: float = 0.5  # CULane F1 masks drawn at this fraction of the image size
     culane_width: int = 30  # CULane lane width, pixels at full resolution
     distance_max_m: float = 50.0  # distance error over gt obstacles up to this far, metres
+    ap_score_threshold: float = 0.05  # detections ranked for AP down to this score
+    min_box_height_px: float = 12.0  # smaller gt boxes (at 720 rows) are "don't care"
+    max_occlusion: float = 0.8  # more occluded gt objects are "don't care"
 
 
 SECTIONS = (*SECTIONS, EvaluateParams)

@@ -38,8 +38,10 @@ def _numpy_bilinear(img: np.ndarray, w: int, h: int) -> np.ndarray:
     return top * (1 - fy)[:, None, None] + bot * fy[:, None, None]
 
 
-@pytest.mark.parametrize("shape", [(720, 1280, 3), (480, 854, 3), (1280, 720, 3), (37, 53, 3),
-                                   (720, 1280), (720, 1280, 4)])
+@pytest.mark.parametrize(
+    "shape",
+    [(720, 1280, 3), (480, 854, 3), (1280, 720, 3), (37, 53, 3), (720, 1280), (720, 1280, 4)],
+)
 def test_preprocess_matches_numpy_reference(shape: tuple[int, ...]) -> None:
     c = ModelContract()
     rng = np.random.default_rng(0)
@@ -81,8 +83,7 @@ def test_decode_lanes_against_numpy() -> None:
 
 
 def test_nms_hand_case() -> None:
-    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [0, 0, 10, 10]],
-                     np.float32)
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [0, 0, 10, 10]], np.float32)
     scores = np.array([0.9, 0.8, 0.7, 0.6], np.float32)
     classes = np.array([0, 0, 0, 1], np.int32)
     # IoU(0, 1) = 81 / 119 = 0.68 > 0.5: box 1 suppressed; box 3 is another class
@@ -103,19 +104,27 @@ def test_decode_boxes_peaks_and_geometry() -> None:
 
 
 def test_serving_never_imports_torch() -> None:
-    code = ("import sys; sys.modules['torch'] = None; sys.modules['perception'] = None\n"
-            "import serving.contract, serving.geometry, serving.preprocess, "
-            "serving.postprocess, serving.engine, serving.tracking, serving.io, "
-            "serving.overlay, serving.loop, serving.runtime, serving.sinks\n"
-            "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]\n")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, cwd=ROOT)
+    code = (
+        "import sys; sys.modules['torch'] = None; sys.modules['perception'] = None\n"
+        "import serving.contract, serving.geometry, serving.preprocess, "
+        "serving.postprocess, serving.engine, serving.tracking, serving.io, "
+        "serving.overlay, serving.loop, serving.runtime, serving.sinks\n"
+        "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
     assert res.returncode == 0, res.stderr[-2000:]
 
 
 def _demo(args: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "perception.cli", "demo", *args],
-                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "perception.cli", "demo", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
 
 
 @pytest.mark.parametrize("case", ["missing", "corrupt", "empty"])
@@ -146,26 +155,22 @@ def _video(path: Path, size: tuple[int, int], n: int, fourcc: str = "mp4v") -> P
 def test_demo_runs_on_odd_sizes(tmp_path: Path, onnx_model: Path, size: tuple[int, int]) -> None:
     video = _video(tmp_path / "in.mp4", size, 6)
     out, jsonl = tmp_path / "out.mp4", tmp_path / "out.jsonl"
-    res = _demo([str(video), "--model", str(onnx_model), "--out", str(out), "--jsonl",
-                 str(jsonl)])
+    res = _demo([str(video), "--model", str(onnx_model), "--out", str(out), "--jsonl", str(jsonl)])
     assert res.returncode == 0, res.stderr[-2000:]
     cap = cv2.VideoCapture(str(out))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
-    assert (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))) \
-        == size
+    assert (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))) == size
     assert len(jsonl.read_text().splitlines()) == 6
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["gray", "bgra"])
-def test_demo_on_gray_and_four_channel_frames(tmp_path: Path, onnx_model: Path,
-                                              mode: str) -> None:
+def test_demo_on_gray_and_four_channel_frames(tmp_path: Path, onnx_model: Path, mode: str) -> None:
     folder = tmp_path / "frames"
     folder.mkdir()
     rng = np.random.default_rng(0)
     for i in range(4):
-        img = rng.integers(0, 255, (360, 640) if mode == "gray" else (360, 640, 4),
-                           dtype=np.uint8)
+        img = rng.integers(0, 255, (360, 640) if mode == "gray" else (360, 640, 4), dtype=np.uint8)
         cv2.imwrite(str(folder / f"{i:03d}.png"), img)
     res = _demo([str(folder), "--model", str(onnx_model), "--jsonl", str(tmp_path / "o.jsonl")])
     assert res.returncode == 0, res.stderr[-2000:]
@@ -188,14 +193,14 @@ def test_demo_refuses_a_model_without_contract(tmp_path: Path, onnx_model: Path)
 
 @pytest.mark.slow
 def test_source_dying_mid_stream_leaves_playable_video_and_whole_lines(
-        tmp_path: Path, onnx_model: Path) -> None:
+    tmp_path: Path, onnx_model: Path
+) -> None:
     full = _video(tmp_path / "full.avi", (320, 180), 30, "MJPG")
     data = full.read_bytes()
     cut = tmp_path / "cut.avi"
     cut.write_bytes(data[: len(data) // 2])
     out, jsonl = tmp_path / "out.mp4", tmp_path / "out.jsonl"
-    res = _demo([str(cut), "--model", str(onnx_model), "--out", str(out), "--jsonl",
-                 str(jsonl)])
+    res = _demo([str(cut), "--model", str(onnx_model), "--out", str(out), "--jsonl", str(jsonl)])
     assert res.returncode == 0, res.stderr[-2000:]
     import json
 

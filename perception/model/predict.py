@@ -25,6 +25,7 @@ class _Base:
 
     def __init__(self, contract: ModelContract):
         self.contract = contract
+        self.score_threshold: float | None = None  # None: the contract's
         self.pre = Preprocessor(contract)
         self._post: dict[tuple[int, int], Postprocessor] = {}
 
@@ -49,7 +50,8 @@ class _Base:
         x = self.pre(frame_bgr)
         heat, box, lanes, exist = self.infer(x)
         h, w = frame_bgr.shape[:2]
-        return self.post(w, h)(heat[0], box[0], lanes[0], exist[0], score_threshold)
+        thr = self.score_threshold if score_threshold is None else score_threshold
+        return self.post(w, h)(heat[0], box[0], lanes[0], exist[0], thr)
 
 
 class TorchPredictor(_Base):
