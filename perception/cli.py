@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "perception.evaluate": ("evaluate",),
     "perception.export": ("export", "parity", "quantize", "model-card"),
     "perception.demo": ("demo",),
+    "perception.bench": ("bench",),
 }
 COMMAND_MODULES = tuple(COMMANDS)
 

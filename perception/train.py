@@ -40,6 +40,7 @@ class Dist:
     world: int = 1
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     amp: torch.dtype | None = None  # mixed precision: float16 on CUDA, bfloat16 on CPUs with it
+    progress: bool = True
 
     @property
     def main(self) -> bool:
@@ -141,7 +142,9 @@ def _epoch(
     net.train(opt is not None)
     sums: dict[str, float] = {}
     n = 0
-    for batch in tqdm(dl, desc=desc, disable=not d.main, leave=False, unit="batch"):
+    for batch in tqdm(
+        dl, desc=desc, disable=not (d.main and d.progress), leave=False, unit="batch"
+    ):
         batch = {k: v.to(d.device, non_blocking=True) for k, v in batch.items()}
         image = batch["image"].contiguous(memory_format=torch.channels_last)
         with (
@@ -174,6 +177,7 @@ def train(
 ) -> dict[str, float]:
     d = setup_dist()
     d.amp = amp_dtype(d.device, p.precision)
+    d.progress = progress
     torch.manual_seed(p.seed)
     splits = load_splits(splits_path)
     contract = ModelContract()

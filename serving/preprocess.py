@@ -14,50 +14,59 @@ ignored), of any size.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from serving.contract import ModelContract
 
+ONE = 2048  # fixed-point weight of 1.0 (11 bits, as OpenCV's INTER_LINEAR)
 
-def bilinear_taps(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Source indices i0, i1 (int64[n_out]) and weight of i1 (float32[n_out]) for each output
-    index, as cv2.resize INTER_LINEAR computes them (half-pixel centres, clamped edges)."""
+
+def bilinear_taps(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray]:
+    """Source index i0 (int32[n_out]) and fixed-point weight of i0 + 1 (int32, 0..ONE) for
+    each output index, as cv2.resize INTER_LINEAR computes them (half-pixel centres,
+    clamped edges)."""
     f = np.maximum((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0)
     i0 = np.minimum(f.astype(np.int64), n_in - 1)
-    i1 = np.minimum(i0 + 1, n_in - 1)
-    w = (f - i0).astype(np.float32)
-    w[i0 == n_in - 1] = 0.0
-    return i0, i1, w
+    w = np.round((f - i0) * ONE).astype(np.int32)
+    w[i0 >= n_in - 1] = 0
+    return i0.astype(np.int32), w
 
 
-@njit(cache=True, nogil=True, fastmath=True)
+@njit(cache=True, nogil=True, fastmath=True, inline="always")
+def _sample(r0: np.ndarray, r1: np.ndarray, i: int, c: int, q: int, b: int) -> int:
+    """Bilinear value of channel c at column i + q / ONE between rows r0 and r1 (weight b of
+    r1), in integer units of 1 / ONE**2 grey levels: integer multiply-adds, no rounding until
+    the end."""
+    j = i + 1 if i + 1 < r0.shape[0] else i
+    p, a = ONE - q, ONE - b
+    return (r0[i, c] * p + r0[j, c] * q) * a + (r1[i, c] * p + r1[j, c] * q) * b
+
+
+@njit(cache=True, nogil=True, fastmath=True, parallel=True)
 def _to_chw(
     src: np.ndarray,
     out: np.ndarray,
     order: np.ndarray,
-    mean: np.ndarray,
-    inv_std: np.ndarray,
+    scale: np.ndarray,
+    bias: np.ndarray,
     x0: np.ndarray,
-    x1: np.ndarray,
-    fx: np.ndarray,
+    wx: np.ndarray,
     y0: np.ndarray,
-    y1: np.ndarray,
-    fy: np.ndarray,
+    wy: np.ndarray,
 ) -> None:
-    """src uint8[H, W, C]; out float32[3, h, w]; order[k] = source channel of RGB channel k;
-    taps from bilinear_taps."""
+    """src uint8[H, W, C]; out float32[3, h, w] = sample * scale[k] + bias[k];
+    order[k] = source channel of RGB channel k; taps from bilinear_taps. Rows are split
+    over Numba's threads (the loop runs this stage alone, so both cores are free)."""
     h, w = out.shape[1], out.shape[2]
-    for oy in range(h):
-        r0, r1 = src[y0[oy]], src[y1[oy]]
-        b = fy[oy]
-        a = 1.0 - b
+    last = src.shape[0] - 1
+    for oy in prange(h):
+        r0 = src[y0[oy]]
+        r1 = src[min(y0[oy] + 1, last)]
+        b = wy[oy]
         for ox in range(w):
-            i, j, q = x0[ox], x1[ox], fx[ox]
-            p = 1.0 - q
+            i, q = x0[ox], wx[ox]
             for k in range(3):
-                c = order[k]
-                v = (r0[i, c] * p + r0[j, c] * q) * a + (r1[i, c] * p + r1[j, c] * q) * b
-                out[k, oy, ox] = (v - mean[k]) * inv_std[k]
+                out[k, oy, ox] = _sample(r0, r1, i, order[k], q, b) * scale[k] + bias[k]
 
 
 @njit(cache=True, nogil=True, fastmath=True)
@@ -66,25 +75,22 @@ def _to_hwc_u8(
     out: np.ndarray,
     order: np.ndarray,
     x0: np.ndarray,
-    x1: np.ndarray,
-    fx: np.ndarray,
+    wx: np.ndarray,
     y0: np.ndarray,
-    y1: np.ndarray,
-    fy: np.ndarray,
+    wy: np.ndarray,
 ) -> None:
     """The same sampling as _to_chw, kept as uint8 RGB HWC (training caches these)."""
     h, w = out.shape[0], out.shape[1]
+    last = src.shape[0] - 1
+    half = ONE * ONE // 2
     for oy in range(h):
-        r0, r1 = src[y0[oy]], src[y1[oy]]
-        b = fy[oy]
-        a = 1.0 - b
+        r0 = src[y0[oy]]
+        r1 = src[min(y0[oy] + 1, last)]
+        b = wy[oy]
         for ox in range(w):
-            i, j, q = x0[ox], x1[ox], fx[ox]
-            p = 1.0 - q
+            i, q = x0[ox], wx[ox]
             for k in range(3):
-                c = order[k]
-                v = (r0[i, c] * p + r0[j, c] * q) * a + (r1[i, c] * p + r1[j, c] * q) * b
-                out[oy, ox, k] = np.uint8(v + 0.5)
+                out[oy, ox, k] = (_sample(r0, r1, i, order[k], q, b) + half) // (ONE * ONE)
 
 
 _ORDERS = {"bgr": np.array([2, 1, 0]), "rgb": np.array([0, 1, 2]), "gray": np.array([0, 0, 0])}
@@ -115,8 +121,10 @@ class Preprocessor:
 
     def __init__(self, contract: ModelContract):
         self.contract = contract
-        self.mean = np.asarray(contract.mean, np.float32)
-        self.inv_std = (1.0 / np.asarray(contract.std, np.float64)).astype(np.float32)
+        std = np.asarray(contract.std, np.float64)
+        # (v / ONE**2 - mean) / std folded into one multiply-add per value
+        self.scale = (1.0 / (std * ONE * ONE)).astype(np.float32)
+        self.bias = (-np.asarray(contract.mean, np.float64) / std).astype(np.float32)
         self.out = np.empty((1, 3, contract.input_height, contract.input_width), np.float32)
 
     def __call__(
@@ -127,7 +135,7 @@ class Preprocessor:
         src, order = _as_hwc(frame, color)
         dst = self.out if out is None else out
         taps = _taps(src.shape[0], src.shape[1], dst.shape[2], dst.shape[3])
-        _to_chw(src, dst[0], order, self.mean, self.inv_std, *taps)
+        _to_chw(src, dst[0], order, self.scale, self.bias, *taps)
         return dst
 
     def warmup(self) -> None:

@@ -53,9 +53,10 @@ def test_preprocess_matches_numpy_reference(shape: tuple[int, ...]) -> None:
     rgb = ref[:, :, [2, 1, 0]]  # BGR(A) -> RGB
     want = ((rgb - np.array(c.mean)) / np.array(c.std)).transpose(2, 0, 1)
     assert got.shape == (3, c.input_height, c.input_width)
-    assert np.abs(got - want).max() < 1e-3
+    # 11-bit fixed-point weights (as OpenCV's) cost at most ~0.13 grey levels
+    assert np.abs(got - want).max() < 0.15 / min(c.std)
     u8 = resize_rgb_u8(frame, c.input_width, c.input_height)
-    assert np.abs(u8.astype(float) - rgb).max() <= 0.5 + 1e-6
+    assert np.abs(u8.astype(float) - rgb).max() <= 0.5 + 0.15
 
 
 def test_preprocess_agrees_with_opencv_resize() -> None:

@@ -1,0 +1,142 @@
+"""Micro-benchmarks for `perception bench`: preprocessing and box decoding / NMS, each
+against the library or numpy way of doing it, interleaved (every repetition runs every
+method, in a rotating order) so that machine noise hits all of them alike."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import cv2
+import numpy as np
+
+from perception.bench_naive import naive_preprocess, numpy_nms_per_class, numpy_peaks
+from serving.bench_stats import describe, with_units
+from serving.contract import ModelContract
+from serving.postprocess import decode_boxes, nms
+from serving.preprocess import Preprocessor
+
+MICRO_SIZE = (1280, 720)  # (width, height) of the frames the preprocessing is timed on
+
+
+def interleaved(fns: dict[str, Callable[[int], object]], reps: int, warmup: int = 3) -> dict:
+    """Run each fn(rep) reps times, rotating the order every repetition; returns per-method
+    describe() with _ms keys. warmup repetitions first, not timed."""
+    names = list(fns)
+    times: dict[str, list[float]] = {k: [] for k in names}
+    for r in range(-warmup, reps):
+        s = r % len(names)
+        for k in names[s:] + names[:s]:
+            t0 = time.perf_counter_ns()
+            fns[k](r)
+            if r >= 0:
+                times[k].append((time.perf_counter_ns() - t0) / 1e6)
+    return {k: with_units(describe(v)) for k, v in times.items()}
+
+
+def _ratio(a: dict[str, Any], b: dict[str, Any]) -> float:
+    """a's p50 over b's p50 (how many times slower a is than b)."""
+    return float(a["p50_ms"] / b["p50_ms"]) if b["p50_ms"] > 0 else float("nan")
+
+
+def bench_preprocess(frames: list[np.ndarray], c: ModelContract, reps: int) -> dict[str, Any]:
+    """The serving Preprocessor vs cv2.dnn.blobFromImage vs the numpy chain, on frames
+    resized to 1280x720 BGR, same output size (contract input), mean/std scaling, BGR->RGB.
+    blobFromImage takes one scale for all channels: 1 / mean(std)."""
+    src = [f if f.shape[1::-1] == MICRO_SIZE else cv2.resize(f, MICRO_SIZE) for f in frames[:8]]
+    pre = Preprocessor(c)
+    pre.warmup()
+    size, mean, scale = (c.input_width, c.input_height), c.mean, 1.0 / float(np.mean(c.std))
+
+    def blob(r: int) -> object:
+        return cv2.dnn.blobFromImage(src[r % len(src)], scale, size, mean, swapRB=True)
+
+    stats = interleaved(
+        {
+            "serving": lambda r: pre(src[r % len(src)]),
+            "blobFromImage": blob,
+            "numpy_chain": lambda r: naive_preprocess(src[r % len(src)], c),
+        },
+        reps,
+    )
+    return {
+        "frame_size": list(MICRO_SIZE),
+        "reps": reps,
+        "methods": stats,
+        "blob_over_serving_p50": _ratio(stats["blobFromImage"], stats["serving"]),
+        "numpy_over_serving_p50": _ratio(stats["numpy_chain"], stats["serving"]),
+    }
+
+
+def synthetic_heads(c: ModelContract, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A realistic heatmap float32[C, h, w]: Gaussian blobs at ~10 objects per class over low
+    noise, and box distances float32[4, h, w] in input pixels (10-60 px)."""
+    rng = np.random.default_rng(seed)
+    gh, gw = c.grid
+    yy, xx = np.mgrid[0:gh, 0:gw]
+    heat = rng.uniform(0.0, 0.05, (len(c.class_names), gh, gw)).astype(np.float32)
+    for k in range(len(c.class_names)):
+        for _ in range(10):
+            cy, cx, s = rng.uniform(0, gh), rng.uniform(0, gw), rng.uniform(1.0, 3.0)
+            blob = rng.uniform(0.5, 0.95) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * s * s))
+            heat[k] = np.maximum(heat[k], blob)
+    box = rng.uniform(10.0, 60.0, (4, gh, gw)).astype(np.float32)
+    return heat, box
+
+
+def candidates(
+    heat: np.ndarray, box: np.ndarray, threshold: float, stride: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every 3x3 peak above threshold -> (boxes float32[N, 4] input pixels, scores, classes)."""
+    k, y, x = numpy_peaks(heat, threshold)
+    cx, cy = (x + 0.5) * stride, (y + 0.5) * stride
+    b = np.stack([cx - box[0, y, x], cy - box[1, y, x], cx + box[2, y, x], cy + box[3, y, x]], 1)
+    return b.astype(np.float32), heat[k, y, x].astype(np.float32), k.astype(np.int32)
+
+
+def bench_decode(c: ModelContract, reps: int, threshold: float = 0.01) -> dict[str, Any]:
+    """Box decode + NMS on the same candidates (every 3x3 peak above a low threshold of a
+    synthetic heatmap): serving decode_boxes (peaks + NMS, Numba), serving nms alone,
+    torchvision.ops.batched_nms, numpy NMS, and numpy peaks + NMS."""
+    import torch
+    import torchvision
+
+    heat, box = synthetic_heads(c)
+    boxes, scores, classes = candidates(heat, box, threshold, c.stride)
+    n, iou, s = len(scores), c.nms_iou, float(c.stride)
+    tb, ts, tc = torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(classes)
+
+    def numpy_decode(r: int) -> object:
+        b, sc, k = candidates(heat, box, threshold, c.stride)
+        return numpy_nms_per_class(b, sc, k, iou)
+
+    stats = interleaved(
+        {
+            "serving_decode": lambda r: decode_boxes(
+                heat, box, threshold, s, 1.0, 1.0, 1e6, 1e6, iou, n
+            ),
+            "serving_nms": lambda r: nms(boxes, scores, classes, iou, n),
+            "torchvision_nms": lambda r: torchvision.ops.batched_nms(tb, ts, tc, iou),
+            "numpy_nms": lambda r: numpy_nms_per_class(boxes, scores, classes, iou),
+            "numpy_decode": numpy_decode,
+        },
+        reps,
+    )
+    kept = {
+        "serving_nms": len(nms(boxes, scores, classes, iou, n)),
+        "torchvision_nms": len(torchvision.ops.batched_nms(tb, ts, tc, iou)),
+        "numpy_nms": len(numpy_nms_per_class(boxes, scores, classes, iou)),
+    }
+    return {
+        "candidates": n,
+        "threshold": threshold,
+        "reps": reps,
+        "kept": kept,
+        "methods": stats,
+        "numpy_nms_over_serving_nms_p50": _ratio(stats["numpy_nms"], stats["serving_nms"]),
+        "torchvision_over_serving_nms_p50": _ratio(stats["torchvision_nms"], stats["serving_nms"]),
+        "numpy_decode_over_serving_decode_p50": _ratio(
+            stats["numpy_decode"], stats["serving_decode"]
+        ),
+    }

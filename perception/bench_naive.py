@@ -1,0 +1,150 @@
+"""The NAIVE loop `perception bench` compares the project's loop against: the same FP32 ONNX
+model run the way typical demo scripts do it.
+
+Preprocessing is cv2.resize + cv2.cvtColor + astype(float32) + numpy normalisation +
+transpose (five passes over memory); inference is a plain session.run (no IO binding: ORT
+allocates the outputs every frame); decoding is numpy: 3x3 max-pool peak finding with a
+threshold, a numpy greedy NMS per class and a numpy softmax over the lane cells. Tracking and
+drawing are the project's, so both loops do the same work and only these stages differ.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from serving.contract import OUTPUT_NAMES, ModelContract
+from serving.engine import read_contract, resolve_providers
+from serving.geometry import Calib, lane_geometry
+from serving.postprocess import NO_POINT, Detections, FramePrediction, Lanes
+from serving.tracking import Tracker, warnings
+
+
+def naive_preprocess(frame: np.ndarray, c: ModelContract) -> np.ndarray:
+    """uint8[H, W, 3] BGR -> float32[1, 3, h, w] normalised RGB, the demo-script way."""
+    img = cv2.resize(frame, (c.input_width, c.input_height), interpolation=cv2.INTER_LINEAR)
+    img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    x: np.ndarray = img.astype(np.float32)
+    x = (x - np.array(c.mean, np.float32)) / np.array(c.std, np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+
+
+def numpy_peaks(heat: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """heat float32[C, h, w] -> (class, y, x) int arrays of cells >= threshold that are the
+    maximum of their 3x3 neighbourhood (a max-pool done with numpy shifts)."""
+    c, h, w = heat.shape
+    pad = np.full((c, h + 2, w + 2), -np.inf, np.float32)
+    pad[:, 1:-1, 1:-1] = heat
+    pooled = np.max(
+        np.stack([pad[:, dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)]), 0
+    )
+    k, y, x = np.nonzero((heat >= pooled) & (heat >= threshold))
+    return k, y, x
+
+
+def numpy_nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
+    """Greedy NMS (the classic py_cpu_nms). boxes float[N, 4] x1 y1 x2 y2 -> kept indices
+    by descending score."""
+    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    areas = (x2 - x1) * (y2 - y1)
+    order = scores.argsort()[::-1]
+    keep = []
+    while order.size > 0:
+        i = order[0]
+        keep.append(i)
+        xx1 = np.maximum(x1[i], x1[order[1:]])
+        yy1 = np.maximum(y1[i], y1[order[1:]])
+        xx2 = np.minimum(x2[i], x2[order[1:]])
+        yy2 = np.minimum(y2[i], y2[order[1:]])
+        inter = np.maximum(0.0, xx2 - xx1) * np.maximum(0.0, yy2 - yy1)
+        ovr = inter / (areas[i] + areas[order[1:]] - inter)
+        order = order[1:][ovr <= iou]
+    return np.array(keep, np.int64)
+
+
+def numpy_nms_per_class(
+    boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float
+) -> np.ndarray:
+    """Class-wise numpy NMS: kept indices, by descending score."""
+    keep = [
+        np.flatnonzero(classes == k)[numpy_nms(boxes[classes == k], scores[classes == k], iou)]
+        for k in np.unique(classes)
+    ]
+    out = np.concatenate(keep) if keep else np.zeros(0, np.int64)
+    return out[np.argsort(-scores[out], kind="stable")]
+
+
+def numpy_decode_boxes(
+    heat: np.ndarray, box: np.ndarray, c: ModelContract, width: int, height: int
+) -> Detections:
+    """heat float32[C, h, w], box float32[4, h, w] -> Detections in source pixels."""
+    k, y, x = numpy_peaks(heat, c.score_threshold)
+    cx, cy = (x + 0.5) * c.stride, (y + 0.5) * c.stride
+    sx, sy = width / c.input_width, height / c.input_height
+    boxes = np.stack(
+        [
+            np.maximum((cx - box[0, y, x]) * sx, 0.0),
+            np.maximum((cy - box[1, y, x]) * sy, 0.0),
+            np.minimum((cx + box[2, y, x]) * sx, width - 1.0),
+            np.minimum((cy + box[3, y, x]) * sy, height - 1.0),
+        ],
+        1,
+    ).astype(np.float32)
+    scores = heat[k, y, x].astype(np.float32)
+    keep = numpy_nms_per_class(boxes, scores, k, c.nms_iou)[: c.max_detections]
+    return Detections(boxes[keep], scores[keep], k[keep].astype(np.int32))
+
+
+def numpy_decode_lanes(
+    logits: np.ndarray, exist: np.ndarray, c: ModelContract, width: int
+) -> np.ndarray:
+    """logits float32[L, R, G+1] -> xs float32[L, R] pixels (softmax expectation over the G
+    cells), NO_POINT where the lane is absent or the 'no lane' class wins."""
+    cells = logits.shape[2] - 1
+    e = np.exp(logits[:, :, :cells] - logits[:, :, :cells].max(2, keepdims=True))
+    prob = e / e.sum(2, keepdims=True)
+    xs = (prob * (np.arange(cells) + 0.5)).sum(2) * width / cells
+    absent = (logits.argmax(2) == cells) | (exist[:, None] < c.lane_exist_threshold)
+    return np.where(absent, NO_POINT, xs).astype(np.float32)
+
+
+class NaiveLoop:
+    """The demo-script loop on one FP32 ONNX model; __call__ fills stage_ns like Runtime."""
+
+    def __init__(self, model: str | Path, calib: Calib, device: str = "cpu", threads: int = 2):
+        import onnxruntime as ort
+
+        self.contract = c = read_contract(model)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        # spinning off so that its idle threads do not slow the variants measured after it
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(str(model), opts, providers=resolve_providers(device))
+        self.calib = calib
+        self.tracker = Tracker(calib)
+        self.rows = (np.asarray(c.row_anchors, np.float32) * calib.image_height).astype(np.float32)
+
+    def __call__(
+        self, image: np.ndarray, t_s: float, speed_mps: float | None, stage_ns: dict[str, int]
+    ) -> tuple[FramePrediction, object, object, object]:
+        """(pred, lane geometry, tracks, warnings); adds pre/infer/post/track ns to stage_ns."""
+        c, clock = self.contract, time.perf_counter_ns
+        h, w = image.shape[:2]
+        t0 = clock()
+        x = naive_preprocess(image, c)
+        t1 = clock()
+        heat, box, lanes, exist = self.session.run(list(OUTPUT_NAMES), {c.input_name: x})
+        t2 = clock()
+        dets = numpy_decode_boxes(heat[0], box[0], c, w, h)
+        xs = numpy_decode_lanes(lanes[0], exist[0], c, w)
+        pred = FramePrediction(Lanes(xs, self.rows, exist[0].astype(np.float32)), dets)
+        t3 = clock()
+        lane = lane_geometry(pred.lanes, self.calib)
+        tracks = self.tracker.update(t_s, pred.detections, lane)
+        warn = warnings(tracks, lane, speed_mps)
+        t4 = clock()
+        stage_ns.update(pre=t1 - t0, infer=t2 - t1, post=t3 - t2, track=t4 - t3)
+        return pred, lane, tracks, warn
