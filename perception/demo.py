@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from serving.runtime import Runtime, configure_threads, to_record
     from serving.sinks import JsonlSink, VideoSink
 
-    configure_threads(args.threads)
+    configure_threads(args.threads, numba_threads=args.threads)
     source = open_source(_pick_input(args.input, args.clip, args.splits), args.calib)
     with source:
         calib = source.calib_or_default()

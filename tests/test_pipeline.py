@@ -1,7 +1,9 @@
-"""End to end: `dvc repro` of the data stages on the tiny profile in a scratch git repo."""
+"""End to end: `dvc repro` of the whole pipeline on the tiny profile in a scratch git repo:
+data, training, evaluation, export, parity, variants, model card, demo and benchmark."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -51,10 +53,29 @@ def test_dvc_repro_tiny_profile_then_up_to_date(tmp_path: Path) -> None:
     _run(["git", "commit", "-qm", "tiny"], repo, env)
     dvc = str(Path(sys.executable).parent / "dvc")
     out = _run([dvc, "repro"], repo, env)
-    for stage in ("generate", "validate", "split"):
-        assert f"Running stage '{stage}'" in out
+    for stage in (
+        "generate",
+        "validate",
+        "split",
+        "train",
+        "evaluate",
+        "export",
+        "parity",
+        "quantize",
+        "evaluate-variant@int8",
+        "model-card",
+        "demo",
+        "bench",
+    ):
+        assert f"Running stage '{stage}'" in out, stage
     assert (repo / "data" / "splits.json").exists()
     assert (repo / "reports" / "data" / "samples.png").stat().st_size > 10_000
+    assert json.loads((repo / "reports" / "export" / "parity.json").read_text())["ok"]
+    card = (repo / "models" / "MODEL_CARD.md").read_text()
+    assert "Not for a real vehicle" in card and "| int8 |" in card
+    bench = json.loads((repo / "reports" / "bench" / "bench.json").read_text())
+    assert bench["e2e"]["p50_ms"] > 0 and bench["model"]["p50_ms"] > 0
+    assert (repo / "reports" / "demo" / "demo.mp4").stat().st_size > 0
     again = _run([dvc, "repro"], repo, env)
     assert "Data and pipelines are up to date." in again
     metrics = _run([dvc, "metrics", "show"], repo, env)
