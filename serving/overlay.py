@@ -38,6 +38,9 @@ WHITE: Color = (255, 255, 255)
 BLACK: Color = (0, 0, 0)
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
+MAX_SHOWN_M = 120.0  # beyond this, distances are shown as ">120 m"
+MAX_SHOWN_TTC_S = 10.0  # longer times to collision are not shown
+
 
 class TrackLike(Protocol):
     """A tracked obstacle: box x1 y1 x2 y2 source pixels, cls (class index or name),
@@ -156,9 +159,11 @@ def draw_tracks(
     for t in tracks:
         name = _class_name(t.cls, names)
         text = name
-        if _finite(t.distance_m):
-            text += f" {t.distance_m:.1f} m"
-        if _finite(t.ttc_s) and t.ttc_s is not None and t.ttc_s > 0:
+        if _finite(t.distance_m) and t.distance_m is not None:
+            # flat-road range from a box bottom near the horizon is not worth a number
+            d = t.distance_m
+            text += f" {d:.1f} m" if d <= MAX_SHOWN_M else f" >{MAX_SHOWN_M:.0f} m"
+        if _finite(t.ttc_s) and t.ttc_s is not None and 0 < t.ttc_s <= MAX_SHOWN_TTC_S:
             text += f" TTC {t.ttc_s:.1f} s"
         color, width = CLASS_COLORS.get(name, WHITE), st.px(3 if t.in_ego_lane else 2)
         if fcw_id is not None and t.track_id == fcw_id:
