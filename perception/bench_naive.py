@@ -18,9 +18,9 @@ import numpy as np
 
 from serving.contract import OUTPUT_NAMES, ModelContract
 from serving.engine import read_contract, resolve_providers
-from serving.geometry import Calib, lane_geometry
+from serving.geometry import Calib
 from serving.postprocess import NO_POINT, Detections, FramePrediction, Lanes
-from serving.tracking import Tracker, warnings
+from serving.tracking import Tracker, read_scene
 
 
 def naive_preprocess(frame: np.ndarray, c: ModelContract) -> np.ndarray:
@@ -142,9 +142,7 @@ class NaiveLoop:
         xs = numpy_decode_lanes(lanes[0], exist[0], c, w)
         pred = FramePrediction(Lanes(xs, self.rows, exist[0].astype(np.float32)), dets)
         t3 = clock()
-        lane = lane_geometry(pred.lanes, self.calib)
-        tracks = self.tracker.update(t_s, pred.detections, lane)
-        warn = warnings(tracks, lane, speed_mps)
+        lane, tracks, warn = read_scene(pred, self.calib, self.tracker, t_s, speed_mps)
         t4 = clock()
         stage_ns.update(pre=t1 - t0, infer=t2 - t1, post=t3 - t2, track=t4 - t3)
         return pred, lane, tracks, warn

@@ -22,12 +22,12 @@ from tqdm import tqdm
 from perception.bench_naive import NaiveLoop
 from serving import overlay
 from serving.bench_stats import Profile, describe, with_units
-from serving.geometry import Calib, lane_geometry
+from serving.geometry import Calib
 from serving.io import ClipSource, Frame
 from serving.postprocess import Postprocessor
 from serving.preprocess import Preprocessor
 from serving.runtime import Runtime
-from serving.tracking import LaneSmoother, Tracker, warnings
+from serving.tracking import LaneSmoother, Tracker, read_scene
 
 STAGES = ("pre", "infer", "post", "track", "draw")
 VARIANT_FILES = {
@@ -109,9 +109,7 @@ class TorchLoop:
         pred = self.post(heat[0], box[0], lanes[0], exist[0])
         pred.lanes = self.smoother(pred.lanes)
         t3 = clock()
-        lane = lane_geometry(pred.lanes, self.calib)
-        tracks = self.tracker.update(t_s, pred.detections, lane)
-        warn = warnings(tracks, lane, speed)
+        lane, tracks, warn = read_scene(pred, self.calib, self.tracker, t_s, speed)
         t4 = clock()
         ns.update(pre=t1 - t0, infer=t2 - t1, post=t3 - t2, track=t4 - t3)
         return pred, lane, tracks, warn

@@ -7,16 +7,13 @@ the Python loop nothing while it waits for the camera.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
-import cv2
-
 from serving.geometry import Calib
-from serving.io import Frame, Source, SourceError, image_size
+from serving.io import Frame, Source, image_size, open_capture
 
 
 class CameraSource(Source):
@@ -29,16 +26,9 @@ class CameraSource(Source):
 
     def __init__(self, index: int, calib: Calib | None = None, stall_s: float = 2.0):
         name = f"camera {index}"
-        cap = cv2.VideoCapture(index)
-        if not cap.isOpened():
-            cap.release()
-            raise SourceError(f"{name}: cannot open")
-        ok, probe = cap.read()
-        if not ok or probe is None:
-            cap.release()
-            raise SourceError(f"{name}: opened but sends no frame")
-        fps = cap.get(cv2.CAP_PROP_FPS)
-        fps = fps if math.isfinite(fps) and 0.0 < fps < 1000.0 else 30.0
+        cap, probe, fps = open_capture(
+            index, f"{name}: cannot open", f"{name}: opened but sends no frame"
+        )
         super().__init__(name, fps, image_size(probe), calib)
         self.dropped = 0
         self._stall_ns = round(stall_s * 1e9)

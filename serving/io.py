@@ -141,20 +141,32 @@ def _read_image(path: Path) -> np.ndarray:
     return img
 
 
+def open_capture(
+    target: str | int, cannot_open: str, no_frame: str
+) -> tuple[Any, np.ndarray, float]:
+    """(cv2.VideoCapture, its first frame, its frame rate: 30 when it reports none that is
+    plausible). SourceError with the message cannot_open or no_frame, capture released."""
+    cap = cv2.VideoCapture(target)
+    if not cap.isOpened():
+        cap.release()
+        raise SourceError(cannot_open)
+    ok, first = cap.read()
+    if not ok or first is None:
+        cap.release()
+        raise SourceError(no_frame)
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    return cap, first, fps if math.isfinite(fps) and 0.0 < fps < 1000.0 else 30.0
+
+
 class VideoSource(Source):
     """A video file read with cv2.VideoCapture, in the caller's thread, every frame."""
 
     def __init__(self, path: Path, calib: Calib | None = None):
-        cap = cv2.VideoCapture(str(path))
-        if not cap.isOpened():
-            cap.release()
-            raise SourceError(f"{path}: cannot open as video (corrupt, truncated or not a video)")
-        ok, first = cap.read()
-        if not ok or first is None:
-            cap.release()
-            raise SourceError(f"{path}: video has no decodable frame")
-        fps = cap.get(cv2.CAP_PROP_FPS)
-        fps = fps if math.isfinite(fps) and 0.0 < fps < 1000.0 else 30.0
+        cap, first, fps = open_capture(
+            str(path),
+            f"{path}: cannot open as video (corrupt, truncated or not a video)",
+            f"{path}: video has no decodable frame",
+        )
         super().__init__(str(path), fps, image_size(first), calib)
         n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
         self.frame_count = n if n > 0 else None

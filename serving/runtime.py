@@ -17,10 +17,10 @@ import cv2
 import numpy as np
 
 from serving.engine import Engine
-from serving.geometry import Calib, LaneGeometry, lane_geometry
+from serving.geometry import Calib, LaneGeometry
 from serving.postprocess import FramePrediction, Postprocessor
 from serving.preprocess import Preprocessor
-from serving.tracking import LaneSmoother, Track, Tracker, Warnings, warnings
+from serving.tracking import LaneSmoother, Track, Tracker, Warnings, read_scene
 
 
 def configure_threads(ort_threads: int, numba_threads: int = 1, cv2_threads: int = 1) -> None:
@@ -89,9 +89,7 @@ class Runtime:
         pred = self.post(heat[0], box[0], lanes[0], exist[0])
         pred.lanes = self.smoother(pred.lanes)
         t3 = clock()
-        lane = lane_geometry(pred.lanes, self.calib)
-        tracks = self.tracker.update(t_s, pred.detections, lane)
-        warn = warnings(tracks, lane, speed_mps)
+        lane, tracks, warn = read_scene(pred, self.calib, self.tracker, t_s, speed_mps)
         t4 = clock()
         stage_ns.update(pre=t1 - t0, infer=t2 - t1, post=t3 - t2, track=t4 - t3)
         return Result(pred, lane, tracks, warn)

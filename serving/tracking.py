@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from serving.contract import CLASS_NAMES
-from serving.geometry import Calib, LaneGeometry, obstacle_positions
-from serving.postprocess import NO_POINT, Detections, Lanes
+from serving.geometry import Calib, LaneGeometry, lane_geometry, obstacle_positions
+from serving.postprocess import NO_POINT, Detections, FramePrediction, Lanes
 
 _CHI2_2DOF_99 = 9.21  # Mahalanobis gate for a 2-D position measurement, 99 %
 
@@ -397,3 +397,14 @@ def warnings(
     if fast and out.line_distance_m < ldw_margin_m and outward >= -ldw_return_mps:
         out.ldw = side
     return out
+
+
+def read_scene(
+    pred: FramePrediction, calib: Calib, tracker: Tracker, t_s: float, ego_speed_mps: float | None
+) -> tuple[LaneGeometry, list[Track], Warnings]:
+    """What one frame's decoded prediction tells the driver: the ego lane's geometry, the
+    updated tracks (tracker advanced to t_s seconds) and the warnings. The 'track' stage of
+    every loop (the real-time one, the PyTorch and the naive ones the bench compares)."""
+    lane = lane_geometry(pred.lanes, calib)
+    tracks = tracker.update(t_s, pred.detections, lane)
+    return lane, tracks, warnings(tracks, lane, ego_speed_mps)
