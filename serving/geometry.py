@@ -10,6 +10,11 @@ Frames used everywhere in the project (ISO 8855 for the vehicle):
 
 Pitch is positive when the camera looks down (the horizon moves up in the image), yaw is
 positive to the left, roll is positive clockwise as seen from behind the camera.
+
+Lens distortion: a Calib may carry OpenCV's five coefficients (k1 k2 p1 p2 k3). The pinhole
+methods below (project, pixel_to_ground, ...) work in *undistorted* pixels, i.e. the image an
+ideal pinhole camera with the same K would see; ``distort_pixels`` maps those to the pixels of
+the real, distorted image (closed form). Simulated cameras have no distortion.
 """
 
 from __future__ import annotations
@@ -30,9 +35,14 @@ if TYPE_CHECKING:  # postprocess pulls in numba; geometry stays numpy-only at ru
 _EGO_TO_CAM = np.array([[0.0, -1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]])
 
 
+NO_DISTORTION = (0.0, 0.0, 0.0, 0.0, 0.0)
+
+
 @dataclass(frozen=True)
 class Calib:
-    """Pinhole intrinsics and the camera pose relative to the ego frame (no lens distortion)."""
+    """Pinhole intrinsics, the camera pose relative to the ego frame and, optionally, lens
+    distortion: dist = (k1, k2, p1, p2, k3), OpenCV's order and model, on normalised image
+    coordinates (so the same coefficients hold at any image scale)."""
 
     image_width: int
     image_height: int
@@ -44,6 +54,11 @@ class Calib:
     pitch_rad: float = 0.0
     yaw_rad: float = 0.0
     roll_rad: float = 0.0
+    dist: tuple[float, float, float, float, float] = NO_DISTORTION
+
+    @property
+    def has_distortion(self) -> bool:
+        return any(c != 0.0 for c in self.dist)
 
     @classmethod
     def default(cls, width: int = 1280, height: int = 720) -> Calib:
@@ -61,14 +76,23 @@ class Calib:
         ]
         if missing:
             raise ValueError(f"calibration lacks {', '.join(missing)}")
-        return cls(**{k: v for k, v in d.items() if k in names})
+        kw = {k: v for k, v in d.items() if k in names}
+        if "dist" in kw:
+            kw["dist"] = _dist_coefficients(kw["dist"])
+        return cls(**kw)
 
     @classmethod
     def load(cls, path: str | Path) -> Calib:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """JSON-ready fields; dist only when there is distortion, so that files written
+        before the field existed (and every simulated clip's calib.json) keep their bytes."""
+        d = asdict(self)
+        d["dist"] = list(self.dist)
+        if not self.has_distortion:
+            del d["dist"]
+        return d
 
     def scaled(self, width: int, height: int) -> Calib:
         """The same camera seen through an image resized to width x height."""
@@ -84,6 +108,7 @@ class Calib:
             self.pitch_rad,
             self.yaw_rad,
             self.roll_rad,
+            self.dist,  # on normalised coordinates: unchanged by a resize
         )
 
     @cached_property
@@ -131,6 +156,25 @@ class Calib:
         v[bad] = np.nan
         return np.stack([u, v], axis=1), z
 
+    def distort_pixels(self, uv: np.ndarray) -> np.ndarray:
+        """Undistorted pixels -> the pixels where the real (distorted) lens images them.
+
+        uv: float[N, 2] pixels of the ideal pinhole image with this K. Returns float64[N, 2]
+        pixels of the source image. OpenCV's forward model, closed form: with (x, y) the
+        normalised coordinates and r2 = x^2 + y^2, x' = x (1 + k1 r2 + k2 r2^2 + k3 r2^3) +
+        2 p1 x y + p2 (r2 + 2 x^2), y' likewise with p1 and p2 swapped. Without distortion
+        the input comes back unchanged."""
+        uv = np.asarray(uv, dtype=np.float64).reshape(-1, 2)
+        if not self.has_distortion:
+            return uv.copy()
+        k1, k2, p1, p2, k3 = self.dist
+        x, y = (uv[:, 0] - self.cx) / self.fx, (uv[:, 1] - self.cy) / self.fy
+        r2 = x * x + y * y
+        radial = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
+        xd = x * radial + 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x)
+        yd = y * radial + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y
+        return np.stack([xd * self.fx + self.cx, yd * self.fy + self.cy], axis=1)
+
     def pixel_to_ground(self, uv: np.ndarray) -> np.ndarray:
         """Intersect the rays through pixels with the flat road z = 0.
 
@@ -147,6 +191,16 @@ class Calib:
             s = -self.camera_height_m / rays_e[:, 2]
         s[~(rays_e[:, 2] < -1e-9)] = np.nan
         return self.position + s[:, None] * rays_e
+
+
+def _dist_coefficients(value: object) -> tuple[float, float, float, float, float]:
+    """A calib file's "dist": five numbers k1 k2 p1 p2 k3 (OpenCV's first five)."""
+    if not isinstance(value, list | tuple) or len(value) != 5:
+        raise ValueError(f"dist must be 5 numbers k1 k2 p1 p2 k3, got {value!r}")
+    k1, k2, p1, p2, k3 = (float(v) for v in value)
+    if not all(math.isfinite(c) for c in (k1, k2, p1, p2, k3)):
+        raise ValueError(f"dist has a non-finite coefficient: {value!r}")
+    return k1, k2, p1, p2, k3
 
 
 def ground_distance(calib: Calib, u: float, v: float) -> float:
