@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _check_args(a: argparse.Namespace) -> None:
-    from perception.cli import UserError
+    from perception.errors import UserError
 
     for k in ("frames", "max_distinct", "micro_reps"):
         if getattr(a, k) < 1:
@@ -53,7 +53,7 @@ def _check_args(a: argparse.Namespace) -> None:
 
 def _providers(profile: Any) -> list[str]:
     """The providers for the profile's device; one line naming the file when it cannot run."""
-    from perception.cli import UserError
+    from perception.errors import UserError
     from serving.engine import EngineError, resolve_providers
 
     try:

@@ -9,6 +9,8 @@ import importlib
 import os
 import sys
 
+from perception.errors import UserError, first_line
+
 # module path -> the sub-commands it registers, in the order of the pipeline. Only the module
 # of the command being run is imported: `perception validate` must not pay for importing torch.
 COMMANDS: dict[str, tuple[str, ...]] = {
@@ -24,9 +26,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
 }
 COMMAND_MODULES = tuple(COMMANDS)
 
-
-class UserError(Exception):
-    """An expected failure caused by input: printed as one line, exit status 2."""
+__all__ = ["COMMANDS", "COMMAND_MODULES", "UserError", "build_parser", "main"]
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -56,9 +56,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         from perception.dataset.schema import FormatError
 
-        known = (UserError, FormatError, FileNotFoundError, NotADirectoryError, ValueError)
+        known = (UserError, FormatError, OSError, ValueError)
         kind = "error" if isinstance(e, known) else f"error ({type(e).__name__})"
-        print(f"perception: {kind}: {e}", file=sys.stderr)
+        print(f"perception: {kind}: {first_line(e)}", file=sys.stderr)
         return 2 if isinstance(e, known) else 1
 
 

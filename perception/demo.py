@@ -3,12 +3,17 @@ dataset clip, writing an annotated video and one JSON line per frame.
 
 Everything per frame runs in `serving/` (no torch): this module only wires the command line
 to serving.io, serving.runtime, serving.loop and serving.overlay.
+
+Outputs are checked before anything runs (serving.sinks.check_outputs: never the input, never
+an existing file without --overwrite) and written under a partial name until the run ends
+well. A source that fails mid-stream (an image that does not decode, a frame of another size,
+a truncated video) ends the run with a one-line error and a non-zero exit; what was written
+stays under the partial name.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections import deque
@@ -17,21 +22,53 @@ from typing import Any
 
 import numpy as np
 
+from perception.errors import UserError
+
 
 def _pick_input(spec: str, clip: str | None, splits: str | None) -> str:
     """A dataset root (manifest.json) becomes one of its clips: --clip, else the first test
     clip of --splits."""
+    from perception.dataset.schema import Dataset
+
     root = Path(spec)
     if not (root / "manifest.json").exists():
         return spec
     if clip is None:
         if splits is None:
             raise ValueError(f"{spec}: a dataset root needs --clip ID or --splits FILE")
-        clip = json.loads(Path(splits).read_text())["test"][0]
-    path = root / "clips" / str(clip)
+        from perception.dataset.split import load_splits
+
+        test = load_splits(splits)["test"]
+        if not test:
+            raise ValueError(f"{splits}: test: no clips")
+        clip = test[0]
+    path = Dataset(root).clip(clip).path
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such clip")
     return str(path)
+
+
+class _Outputs:
+    """The video and JSON-lines sinks of a run, closed together: renamed into place when the
+    run ended well, left under their partial names when it did not."""
+
+    def __init__(self, args: argparse.Namespace, source: Any) -> None:
+        from serving.sinks import JsonlSink, VideoSink
+
+        self.video = VideoSink(args.out, source.fps, source.size) if args.out else None
+        self.jsonl = JsonlSink(args.jsonl) if args.jsonl else None
+
+    def close(self, ok: bool) -> None:
+        for sink in (self.video, self.jsonl):
+            if sink is not None:
+                sink.close(finalise=ok)
+
+    def failed(self, reason: str, frames: int) -> UserError:
+        """Close as partial; the one-line error that says so."""
+        self.close(ok=False)
+        kept = [str(s.partial_path) for s in (self.video, self.jsonl) if s is not None]
+        where = f"; partial output kept in {', '.join(kept)}" if kept else ""
+        return UserError(f"{reason} (stopped after {frames} frames{where})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,18 +76,21 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from serving import loop, overlay
-    from serving.io import open_source
+    from serving.io import SourceError, open_source
     from serving.runtime import Runtime, configure_threads, to_record
-    from serving.sinks import JsonlSink, VideoSink
+    from serving.sinks import check_outputs
 
     configure_threads(args.threads, numba_threads=args.threads)
-    source = open_source(_pick_input(args.input, args.clip, args.splits), args.calib)
+    spec = _pick_input(args.input, args.clip, args.splits)
+    inputs = [p for p in (args.input, spec, args.model, args.calib, args.splits) if p]
+    check_outputs([p for p in (args.out, args.jsonl) if p], inputs, args.overwrite)
+    source = open_source(spec, args.calib)
     with source:
         calib = source.calib_or_default()
         rt = Runtime(args.model, calib, args.device, args.threads)
         rt.for_size(*source.size)
-        video = VideoSink(args.out, source.fps, source.size) if args.out else None
-        jsonl = JsonlSink(args.jsonl) if args.jsonl else None
+        outputs = _Outputs(args, source)
+        video, jsonl = outputs.video, outputs.jsonl
         recent: deque[float] = deque(maxlen=200)
         names, slots = rt.contract.class_names, rt.contract.lane_slots
         bar = tqdm(
@@ -102,6 +142,9 @@ def run(args: argparse.Namespace) -> int:
             recent.append(t.latency_ms[-1])
             bar.update(1)
 
+        def frames_done() -> int:
+            return state["timings"].frames if state["timings"] is not None else 0
+
         try:
             timings = loop.run(
                 source,
@@ -112,12 +155,19 @@ def run(args: argparse.Namespace) -> int:
                 max_frames=args.max_frames,
                 on_frame=on_frame,
             )
+        except SourceError as e:
+            raise outputs.failed(str(e), frames_done()) from None
+        except KeyboardInterrupt:  # Ctrl-C is the normal way to stop a demo
+            outputs.close(ok=True)
+            raise
+        except BaseException:
+            outputs.close(ok=False)
+            raise
         finally:
             bar.close()
-            if video is not None:
-                video.close()
-            if jsonl is not None:
-                jsonl.close()
+        if source.ended_early:
+            raise outputs.failed(f"{source.end_reason}", timings.frames)
+        outputs.close(ok=True)
     _print_summary(timings.summary(), rt.cold, source)
     return 0
 
@@ -159,8 +209,6 @@ def _print_summary(s: dict[str, Any], cold: dict[str, float], source: Any) -> No
     )
     print("stage p50 ms: " + ", ".join(f"{k} {v['p50']:.2f}" for k, v in s["stages_ms"].items()))
     print("cold start: " + ", ".join(f"{k} {v:.2f} s" for k, v in cold.items()))
-    if getattr(source, "ended_early", False):
-        print(f"source ended early: {source.end_reason}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -173,6 +221,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="models/perception.onnx")
     p.add_argument("--out", help="annotated video to write (.mp4)")
     p.add_argument("--jsonl", help="per-frame results, one JSON object per line")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace existing --out / --jsonl files"
+    )
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "tensorrt", "auto"))
     p.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
     p.add_argument("--calib", help="calibration JSON (default: the clip's, else a default)")

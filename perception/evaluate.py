@@ -31,11 +31,11 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from perception.cli import UserError
 from perception.dataset.coco import coco_categories, coco_image, obstacle_to_coco_annotation
 from perception.dataset.schema import Clip, Dataset, FormatError, FrameLabel
 from perception.dataset.split import load_splits
 from perception.dataset.tusimple import lanes_to_tusimple_xs
+from perception.errors import UserError
 from perception.eval_report import print_table, score_runs, write_outputs
 from perception.params import EvaluateParams, load_params, section
 from serving.geometry import Calib

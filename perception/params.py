@@ -21,7 +21,7 @@ from typing import Any, ClassVar, TypeVar
 
 import yaml
 
-from perception.cli import UserError
+from perception.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,12 @@
 
 Sources yield :class:`Frame` objects from a camera (serving.camera), a video file, a folder
 of images or a dataset clip folder (calib.json, labels.jsonl, sensors.csv, frames/). Bad
-input raises :class:`SourceError` with one line that names the input; a source that dies
-mid-stream ends iteration cleanly and sets ``ended_early`` and ``end_reason``. Frames pass
-through unchanged: any size, gray (H x W), BGR (H x W x 3) or BGRA (H x W x 4) uint8.
+input raises :class:`SourceError` with one line that names the input, also mid-stream (an
+image that does not decode, a frame of another size than the first); a video or camera that
+dies mid-stream ends iteration and sets ``ended_early`` and ``end_reason``. Files are read
+only when regular and within a size cap, and a clip's frames only from inside its folder
+(serving.files). Frames pass through unchanged: any size, gray (H x W), BGR (H x W x 3) or
+BGRA (H x W x 4) uint8, the same size for every frame of a source.
 Sinks (VideoSink, JsonlSink) live in serving.sinks and are re-exported here.
 
 Timestamps (``Frame.t_ns``, nanoseconds): files use their own timing (video position, clip
@@ -14,7 +17,6 @@ timestamps, index / fps for image folders), cameras use time.monotonic_ns() at g
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +27,14 @@ from typing import Any
 import cv2
 import numpy as np
 
+from serving.files import (
+    MAX_TEXT_BYTES,
+    UnsafeFileError,
+    loads_finite,
+    open_regular_text,
+    read_regular,
+    resolve_inside,
+)
 from serving.geometry import Calib
 from serving.sinks import JsonlSink, SinkError, VideoSink
 
@@ -38,7 +48,9 @@ __all__ = [
     "SourceError",
     "VideoSink",
     "VideoSource",
+    "calib_from_dict",
     "open_source",
+    "read_image",
 ]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -101,6 +113,14 @@ class Source:
         self.ended_early = True
         self.end_reason = f"{self.name}: {reason}"
 
+    def _same_size(self, img: np.ndarray, name: str | Path) -> np.ndarray:
+        """img, or a SourceError when its size is not the first frame's: everything after
+        the source (calibration, decode, video) is set up for that one size."""
+        if image_size(img) != self.size:
+            (w, h), (w0, h0) = image_size(img), self.size
+            raise SourceError(f"{name}: frame is {w}x{h}, the first frame was {w0}x{h0}")
+        return img
+
     def __enter__(self) -> Source:
         return self
 
@@ -128,17 +148,68 @@ def image_size(img: np.ndarray) -> tuple[int, int]:
     return int(img.shape[1]), int(img.shape[0])
 
 
-def _read_image(path: Path) -> np.ndarray:
-    """Decode an image as stored (gray, BGR or BGRA), 16-bit reduced to 8; SourceError if not."""
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+def read_image(path: str | Path, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:
+    """Decode an image file: a regular file within serving.files' size cap. flags: OpenCV's
+    (IMREAD_UNCHANGED: as stored, gray, BGR or BGRA; IMREAD_COLOR: BGR), 16-bit reduced to
+    8. SourceError naming the file when it is missing, not a regular file or not an image."""
+    try:
+        data = read_regular(path)
+    except (OSError, UnsafeFileError) as e:  # their messages name the file
+        raise SourceError(str(e)) from None
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), flags) if data else None
     if img is None or img.size == 0:
-        kind = "missing" if not path.exists() else "not a readable image"
-        raise SourceError(f"{path}: {kind}")
+        raise SourceError(f"{path}: not a readable image")
     if img.dtype == np.uint16:
         img = np.right_shift(img, 8).astype(np.uint8)
     elif img.dtype != np.uint8:
         raise SourceError(f"{path}: unsupported pixel type {img.dtype}")
     return img
+
+
+def calib_from_dict(d: object, name: str | Path) -> Calib:
+    """A Calib from a calib.json object, refusing values that would give NaN or nonsense
+    downstream (fx of 0, a negative height): ValueError naming the file and the key."""
+    if not isinstance(d, dict):
+        raise ValueError(f"{name}: expected a JSON object")
+    try:
+        calib = Calib.from_dict(d)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name}: {e}") from None
+    positive = ("image_width", "image_height", "fx", "fy", "camera_height_m")
+    for key in (
+        "image_width",
+        "image_height",
+        "fx",
+        "fy",
+        "cx",
+        "cy",
+        "camera_height_m",
+        "pitch_rad",
+        "yaw_rad",
+        "roll_rad",
+    ):
+        v = getattr(calib, key)
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise ValueError(f"{name}: {key}: {v!r} is not a finite number")
+        if key in positive and v <= 0:
+            raise ValueError(f"{name}: {key}: {v!r}, must be positive")
+        if key in ("image_width", "image_height") and v != int(v):
+            raise ValueError(f"{name}: {key}: {v!r}, must be a whole number of pixels")
+    return calib
+
+
+def load_calib(path: str | Path) -> Calib:
+    """calib_from_dict of a calib.json file; SourceError naming it."""
+    try:
+        d = loads_finite(read_regular(path, MAX_TEXT_BYTES))
+    except (OSError, UnsafeFileError) as e:
+        raise SourceError(str(e)) from None
+    except ValueError as e:  # JSON and Unicode errors
+        raise SourceError(f"{path}: not valid JSON ({e})") from None
+    try:
+        return calib_from_dict(d, path)
+    except ValueError as e:
+        raise SourceError(str(e)) from None
 
 
 def open_capture(
@@ -220,7 +291,7 @@ class ImageFolderSource(Source):
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise SourceError(f"{path}: folder holds no .jpg or .png images")
-        first = _read_image(files[0])
+        first = read_image(files[0])
         super().__init__(str(path), fps, image_size(first), calib)
         self.frame_count = len(files)
         self._files = files
@@ -231,9 +302,9 @@ class ImageFolderSource(Source):
         for i, p in enumerate(self._files):
             if self._closed:
                 return
-            img = self._first if i == 0 and self._first is not None else _read_image(p)
+            img = self._first if i == 0 and self._first is not None else read_image(p)
             self._first = None
-            yield Frame(i, img, round(i * 1e9 / self.fps))
+            yield Frame(i, self._same_size(img, p), round(i * 1e9 / self.fps))
 
     def close(self) -> None:
         self._closed = True
@@ -245,12 +316,14 @@ def _read_sensor_speed(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
     if not path.exists():
         return None
     try:
-        with path.open(newline="") as f:
+        with open_regular_text(path) as f:
             rows = list(csv.reader(f))
         if not rows or tuple(c.strip() for c in rows[0]) != SENSOR_HEADER:
             raise SourceError(f"{path}: header must be {','.join(SENSOR_HEADER)}")
         t = np.array([int(r[0]) for r in rows[1:] if r], np.int64)
         v = np.array([float(r[1]) for r in rows[1:] if r], np.float64)
+    except (OSError, UnsafeFileError) as e:
+        raise SourceError(str(e)) from None
     except (ValueError, IndexError, UnicodeDecodeError) as e:
         if isinstance(e, SourceError):
             raise
@@ -261,17 +334,20 @@ def _read_sensor_speed(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
     return t[order], v[order]
 
 
-def _read_clip_labels(path: Path) -> list[tuple[int, str, int]]:
-    """labels.jsonl -> [(frame, image path relative to the clip, timestamp_ns)]."""
+def _read_clip_labels(path: Path) -> list[tuple[int, Path, int]]:
+    """labels.jsonl -> [(frame, image path inside the clip folder, timestamp_ns)]."""
     out, n = [], 0
     try:
-        with path.open() as f:
+        with open_regular_text(path) as f:
             for line in f:
                 n += 1
                 if line.strip():
-                    d = json.loads(line)
-                    out.append((int(d["frame"]), str(d["image"]), int(d["timestamp_ns"])))
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, UnicodeDecodeError) as e:
+                    d = loads_finite(line)
+                    image = resolve_inside(path.parent, d["image"])
+                    out.append((int(d["frame"]), image, int(d["timestamp_ns"])))
+    except (KeyError, TypeError, ValueError, OSError) as e:  # JSON and Unicode errors too
+        if n == 0:
+            raise SourceError(str(e)) from None
         raise SourceError(f"{path}: line {n}: malformed label ({e})") from None
     if not out:
         raise SourceError(f"{path}: no frames listed")
@@ -286,11 +362,8 @@ class ClipSource(Source):
         self.path = path
         self._items = _read_clip_labels(path / "labels.jsonl")
         if calib is None:
-            try:
-                calib = Calib.from_dict(json.loads((path / "calib.json").read_text()))
-            except (OSError, ValueError, TypeError) as e:
-                raise SourceError(f"{path / 'calib.json'}: {e}") from None
-        first = _read_image(path / self._items[0][1])
+            calib = load_calib(path / "calib.json")
+        first = read_image(self._items[0][1])
         super().__init__(str(path), self._clip_fps(), image_size(first), calib)
         self.frame_count = len(self._items)
         self._speed = _read_sensor_speed(path / "sensors.csv")
@@ -299,7 +372,7 @@ class ClipSource(Source):
 
     def _clip_fps(self) -> float:
         try:
-            fps = float(json.loads((self.path / "meta.json").read_text())["fps"])
+            fps = float(loads_finite(read_regular(self.path / "meta.json", MAX_TEXT_BYTES))["fps"])
             if math.isfinite(fps) and fps > 0:
                 return fps
         except (OSError, ValueError, KeyError, TypeError):
@@ -318,14 +391,14 @@ class ClipSource(Source):
         return float(np.interp(float(t_ns), t.astype(np.float64), v))
 
     def __iter__(self) -> Iterator[Frame]:
-        for i, (index, rel, t_ns) in enumerate(self._items):
+        for i, (index, image, t_ns) in enumerate(self._items):
             if self._closed:
                 return
             img = self._first if i == 0 and self._first is not None else None
             self._first = None
             if img is None:
-                img = _read_image(self.path / rel)
-            yield Frame(index, img, t_ns, self.speed_at(t_ns))
+                img = read_image(image)
+            yield Frame(index, self._same_size(img, image), t_ns, self.speed_at(t_ns))
 
     def close(self) -> None:
         self._closed = True
@@ -342,10 +415,7 @@ def open_source(spec: str, calib_path: str | None = None, *, fps: float = 20.0) 
     """
     calib = None
     if calib_path is not None:
-        try:
-            calib = Calib.load(calib_path)
-        except (OSError, ValueError, TypeError) as e:
-            raise SourceError(f"{calib_path}: not a usable calibration ({e})") from None
+        calib = load_calib(calib_path)
     if spec.strip().isdigit():
         from serving.camera import CameraSource  # camera.py builds on this module
 

@@ -111,15 +111,21 @@ def _capture(
     out: Callable[[Captured | None], None],
     pace_fps: float,
     stop: threading.Event,
+    failed: list[Exception],
 ) -> None:
-    """Reads frames (timing the read) and hands them on; paces at pace_fps when > 0."""
+    """Reads frames (timing the read) and hands them on; paces at pace_fps when > 0. An
+    error from the source ends the capture and is left in `failed` for the loop to raise."""
     it: Iterator[Any] = iter(frames)
     start = time.monotonic_ns()
     n = 0
     try:
         while not stop.is_set():
             t0 = time.perf_counter_ns()
-            frame = next(it, None)
+            try:
+                frame = next(it, None)
+            except Exception as e:  # raised again in the loop's thread, after the frames before
+                failed.append(e)
+                break
             decode = time.perf_counter_ns() - t0
             if frame is None:
                 break
@@ -156,16 +162,20 @@ def run(
     draws and writes, adding its own stage times (captured.t_capture_ns gives the latency so
     far). paced_fps > 0: a file played at that rate as if it were a camera; live: a real
     camera (paced by its own clock). Either selects the paced mode: newest frame only, drops
-    and deadline misses (a result later than one frame period after capture) counted."""
+    and deadline misses (a result later than one frame period after capture) counted.
+
+    An exception raised by the source mid-stream is raised here once the frames read before
+    it have been processed (unless max_frames was reached first)."""
     t = Timings()
     stop = threading.Event()
+    failed: list[Exception] = []
     paced = paced_fps > 0 or live
     box = _NewestOnly()
     q: queue.Queue[Captured | None] = queue.Queue(maxsize=4)
     put, get = (box.put, box.get) if paced else (q.put, q.get)
     period_ns = int(1e9 / paced_fps) if paced_fps > 0 else 0
     thread = threading.Thread(
-        target=_capture, args=(frames, put, paced_fps, stop), name="capture", daemon=True
+        target=_capture, args=(frames, put, paced_fps, stop, failed), name="capture", daemon=True
     )
     start = time.perf_counter()
     thread.start()
@@ -195,4 +205,6 @@ def run(
         thread.join(timeout=2.0)
         t.wall_s = time.perf_counter() - start
         t.dropped = box.dropped
+    if failed and (max_frames is None or t.frames < max_frames):
+        raise failed[0]
     return t

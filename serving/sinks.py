@@ -1,17 +1,18 @@
 """Result sinks: an annotated video and a JSON-lines log, both safe against crashes.
 
-VideoSink writes into a hidden ``.<stem>.partial<suffix>`` file next to the target and renames
-it on close, so a file at the final path is always a finished one. JsonlSink writes every
-record as one whole line with a single os.write, so a killed writer leaves only whole lines.
+Both write into a hidden ``.<stem>.partial<suffix>`` file next to the target and rename it on
+a successful close, so a file at the final path is always a finished one; a failed run leaves
+its output under the partial name. JsonlSink writes every record as one whole line with a
+single os.write, so a killed writer leaves only whole lines. ``check_outputs`` refuses, before
+anything is opened, an output that would replace an input or a file nobody asked to replace.
 Re-exported by serving.io.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -19,9 +20,56 @@ from typing import Any
 import cv2
 import numpy as np
 
+from serving.files import dumps_strict
+
 
 class SinkError(ValueError):
     """An output that cannot be written; the one-line message names the file."""
+
+
+def partial_path(path: Path) -> Path:
+    """Where an output is written until it is complete: ``.<stem>.partial<suffix>``."""
+    return path.with_name(f".{path.stem}.partial{path.suffix}")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Same path once links are resolved, or the same inode (a hard link)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_outputs(
+    outputs: Sequence[str | Path], inputs: Sequence[str | Path], overwrite: bool = False
+) -> None:
+    """Refuse, with a SinkError naming the output, an output that is one of the inputs (same
+    path or same inode) or lies inside an input folder, two outputs that are one file, and
+    an existing file at an output path unless overwrite (never a folder, FIFO or device)."""
+    ins = [Path(p) for p in inputs if Path(p).exists()]
+    seen: list[Path] = []
+    for out in map(Path, outputs):
+        for inp in ins:
+            if _same_file(out, inp):
+                raise SinkError(f"{out}: is the input {inp}; choose another output")
+            if inp.is_dir() and inp.resolve() in out.resolve().parents:
+                raise SinkError(f"{out}: inside the input folder {inp}; write elsewhere")
+        if any(_same_file(out, other) for other in seen):
+            raise SinkError(f"{out}: given for two outputs")
+        if out.exists() or out.is_symlink():
+            if not out.is_file():
+                raise SinkError(f"{out}: exists and is not a regular file")
+            if not overwrite:
+                raise SinkError(f"{out}: already exists (--overwrite replaces it)")
+        seen.append(out)
+
+
+def _fresh(path: Path) -> None:
+    """Remove what a previous run left at a partial path (a file or link, never followed)."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
 
 
 class VideoSink:
@@ -33,11 +81,12 @@ class VideoSink:
 
     def __init__(self, path: str | Path, fps: float, size: tuple[int, int]):
         self.path = Path(path)
-        self.partial_path = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
+        self.partial_path = partial_path(self.path)
         self.size = (int(size[0]), int(size[1]))
         self.frames_written = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            _fresh(self.partial_path)
         except OSError as e:
             raise SinkError(f"{self.path}: cannot create its folder ({e})") from None
         fourcc = cv2.VideoWriter.fourcc(*"mp4v")
@@ -84,23 +133,8 @@ class VideoSink:
         self.close(finalise=exc_type is None or issubclass(exc_type, KeyboardInterrupt))
 
 
-def _plain(obj: Any) -> Any:
-    """obj with numpy values made Python ones and non-finite floats made None (JSON null)."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _plain(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 class JsonlSink:
-    """Append JSON objects to `path` (truncated at open), one per line.
+    """Write JSON objects to `path`, one per line, through the partial file.
 
     Each line goes to the file in one os.write of its full bytes (no user-space buffer), so a
     process killed at any moment leaves only whole lines. NaN / inf are written as null and
@@ -109,11 +143,13 @@ class JsonlSink:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self.partial_path = partial_path(self.path)
         self.lines_written = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            _fresh(self.partial_path)
             self._fd: int | None = os.open(
-                self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644
+                self.partial_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644
             )
         except OSError as e:
             raise SinkError(f"{self.path}: cannot open for writing ({e.strerror})") from None
@@ -122,21 +158,22 @@ class JsonlSink:
         """Write one record (a JSON-serialisable object) as one line."""
         if self._fd is None:
             raise SinkError(f"{self.path}: write after close")
-        try:
-            text = json.dumps(obj, separators=(",", ":"), allow_nan=False)
-        except (TypeError, ValueError):
-            text = json.dumps(_plain(obj), separators=(",", ":"), allow_nan=False)
-        data = (text + "\n").encode("utf-8")
+        data = (dumps_strict(obj, separators=(",", ":")) + "\n").encode("utf-8")
         n = os.write(self._fd, data)
         if n != len(data):  # only on a full disk or similar; never leave half a line behind
             os.ftruncate(self._fd, os.lseek(self._fd, 0, os.SEEK_END) - n)
             raise SinkError(f"{self.path}: short write ({n} of {len(data)} bytes)")
         self.lines_written += 1
 
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+    def close(self, finalise: bool = True) -> None:
+        """finalise=True renames the file to the final path; False leaves it under the
+        partial name, for a run that failed."""
+        if self._fd is None:
+            return
+        os.close(self._fd)
+        self._fd = None
+        if finalise:
+            os.replace(self.partial_path, self.path)
 
     def __enter__(self) -> JsonlSink:
         return self
@@ -144,4 +181,4 @@ class JsonlSink:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType
     ) -> None:
-        self.close()
+        self.close(finalise=exc_type is None or issubclass(exc_type, KeyboardInterrupt))

@@ -150,16 +150,29 @@ def test_corrupt_first_image_fails_at_open(tmp_path: Path) -> None:
     assert_one_line_naming(err, "000.png")
 
 
-def test_odd_sizes_gray_and_bgra_pass_through(tmp_path: Path) -> None:
-    shapes = [(480, 854, 3), (1080, 1920, 3), (1280, 720, 3), (480, 854), (480, 854, 4)]
+@pytest.mark.parametrize("size", [(854, 480), (1920, 1080), (720, 1280)])
+def test_odd_sizes_gray_and_bgra_pass_through(tmp_path: Path, size: tuple[int, int]) -> None:
+    w, h = size
+    shapes = [(h, w, 3), (h, w), (h, w, 4), (h, w, 3), (h, w)]
     for i, shape in enumerate(shapes):
         cv2.imwrite(str(tmp_path / f"{i:02d}.png"), np.full(shape, 77, np.uint8))
     with open_source(str(tmp_path), fps=10.0) as src:
         assert isinstance(src, ImageFolderSource)
-        assert src.size == (854, 480) and src.frame_count == 5 and src.fps == 10.0
+        assert src.size == size and src.frame_count == 5 and src.fps == 10.0
         frames = list(src)
     assert [f.image.shape for f in frames] == shapes
     assert [f.t_ns for f in frames] == [i * 100_000_000 for i in range(5)]
+
+
+def test_a_frame_of_another_size_mid_stream_is_refused_naming_it(tmp_path: Path) -> None:
+    for i, shape in enumerate([(480, 854, 3), (480, 854), (1080, 1920, 3)]):
+        cv2.imwrite(str(tmp_path / f"{i:02d}.png"), np.full(shape, 77, np.uint8))
+    it = iter(open_source(str(tmp_path)))
+    assert [next(it).index, next(it).index] == [0, 1]
+    with pytest.raises(SourceError) as err:
+        next(it)
+    assert_one_line_naming(err, "02.png")
+    assert "1920x1080" in str(err.value) and "854x480" in str(err.value)
 
 
 def test_calib_file_is_scaled_to_the_frames_or_refused(tmp_path: Path) -> None:
@@ -336,12 +349,13 @@ def test_jsonl_sink_leaves_only_whole_lines_when_the_writer_dies(tmp_path: Path)
     path = tmp_path / "crash.jsonl"
     cmd = [sys.executable, "-c", CRASH_WRITER, str(path), "1000", "36"]
     assert subprocess.run(cmd, cwd=ROOT, timeout=60).returncode == 1
-    assert _check_whole_lines(path) == list(range(37))
+    assert not path.exists()  # never finished: only the partial file
+    assert _check_whole_lines(tmp_path / ".crash.partial.jsonl") == list(range(37))
 
 
 def test_jsonl_sink_survives_sigkill_mid_stream(tmp_path: Path) -> None:
-    path = tmp_path / "killed.jsonl"
-    cmd = [sys.executable, "-c", CRASH_WRITER, str(path), "100000000", "-1"]
+    path = tmp_path / ".killed.partial.jsonl"
+    cmd = [sys.executable, "-c", CRASH_WRITER, str(tmp_path / "killed.jsonl"), "100000000", "-1"]
     proc = subprocess.Popen(cmd, cwd=ROOT)
     deadline = time.monotonic() + 30
     while (not path.exists() or path.stat().st_size < 200_000) and time.monotonic() < deadline:
@@ -350,6 +364,19 @@ def test_jsonl_sink_survives_sigkill_mid_stream(tmp_path: Path) -> None:
     proc.wait(timeout=10)
     ids = _check_whole_lines(path)
     assert len(ids) > 100 and ids == list(range(len(ids)))
+
+
+def test_jsonl_sink_renames_on_success_and_keeps_the_partial_name_on_error(
+    tmp_path: Path,
+) -> None:
+    with JsonlSink(tmp_path / "ok.jsonl") as sink:
+        sink.write({"i": 0})
+        assert sink.partial_path.exists() and not sink.path.exists()
+    assert sink.path.read_text() == '{"i":0}\n' and not sink.partial_path.exists()
+    with pytest.raises(RuntimeError), JsonlSink(tmp_path / "failed.jsonl") as sink:
+        sink.write({"i": 0})
+        raise RuntimeError("inference failed")
+    assert not sink.path.exists() and sink.partial_path.read_text() == '{"i":0}\n'
 
 
 def test_video_sink_writes_a_partial_file_then_renames_it(tmp_path: Path) -> None:

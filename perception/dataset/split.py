@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from perception.cli import UserError
 from perception.dataset.leakage import SPLIT_NAMES, check_splits, hash_images
 from perception.dataset.schema import Dataset, FormatError
+from perception.errors import UserError
 from perception.params import SplitParams, load_params, section
 from serving.files import atomic_write_json
 
