@@ -135,7 +135,8 @@ def calibrate(
     size (``read_photos``). square_m (metres) only scales the board poses: K and the
     distortion do not depend on it. Fewer than min_boards boards found is a UserError."""
     image_points: list[np.ndarray] = []
-    found, missed = [], []
+    found: list[str] = []
+    missed: list[str] = []
     for path, gray in tqdm(images, desc="calibrate", unit="photo", disable=not progress):
         corners = find_corners(gray, board)
         (found if corners is not None else missed).append(path.name)
