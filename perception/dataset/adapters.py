@@ -1,6 +1,7 @@
 """Sub-commands that convert published datasets to and from our format.
 
-    perception import tusimple --root DIR --out DIR
+    perception import tusimple --root DIR | --labels FILE... --out DIR
+                               [--det-labels FILE] [--calib FILE]
     perception import bdd100k --images DIR --det-labels FILE [--lane-labels FILE] --out DIR
     perception export-labels tusimple|coco --data DIR --out FILE [--clips ID ...]
 
@@ -26,7 +27,20 @@ def _print_report(report: ImportReport) -> None:
 
 
 def _run_import_tusimple(args: argparse.Namespace) -> int:
-    _print_report(import_tusimple(args.root, args.out, link=not args.copy, progress=True))
+    from perception.dataset.tusimple_extras import ImportExtras
+
+    extras = None
+    if args.det_labels or args.calib:
+        extras = ImportExtras.load(args.det_labels, args.calib)
+    report = import_tusimple(
+        args.root,
+        args.out,
+        link=not args.copy,
+        progress=True,
+        labels=args.labels or (),
+        extras=extras,
+    )
+    _print_report(report)
     return 0
 
 
@@ -68,7 +82,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sources = imp.add_subparsers(dest="source", required=True, metavar="SOURCE")
 
     t = sources.add_parser("tusimple", help="TuSimple lane labels (label_data_*.json)")
-    t.add_argument("--root", required=True, help="folder with label_data_*.json and clips/")
+    where = t.add_mutually_exclusive_group(required=True)
+    where.add_argument("--root", help="folder with label_data_*.json and clips/")
+    where.add_argument(
+        "--labels", nargs="+", help="TuSimple label files (raw_file relative to each)"
+    )
+    t.add_argument("--det-labels", help="boxes for the images: BDD100K / Scalabel JSON")
+    t.add_argument("--calib", help="calibration JSON for every clip (perception calibrate)")
     t.add_argument("--out", required=True, help="dataset folder to write")
     t.add_argument("--copy", action="store_true", help="copy images instead of hard-linking")
     t.set_defaults(func=_run_import_tusimple)

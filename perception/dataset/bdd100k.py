@@ -253,12 +253,15 @@ class BddFrame:
     lane_labels: list[dict]
 
 
-def _frame_label(
-    frame: BddFrame, index: int, origin: Path, report: ImportReport, next_id: int
-) -> FrameLabel:
-    width, height = frame.size
+def labels_to_obstacles(
+    labels: list[dict], size: tuple[int, int], where: str, report: ImportReport, next_id: int
+) -> list[Obstacle]:
+    """The box2d labels of one frame -> Obstacles (``label_to_obstacle``) with track ids
+    next_id, next_id + 1, ...; other categories and boxes empty after clipping are dropped
+    and counted. size: (width, height) pixels; where: "<file>: frame <name>" for errors."""
+    width, height = size
     obstacles: list[Obstacle] = []
-    for label in frame.labels:
+    for label in labels:
         if "box2d" not in label:
             continue
         if label.get("category") not in CATEGORY_MAP:
@@ -267,11 +270,20 @@ def _frame_label(
         try:
             obs = label_to_obstacle(label, next_id + len(obstacles), width, height)
         except (KeyError, TypeError, ValueError) as e:
-            raise FormatError(f"{origin}: frame {frame.name}: malformed box2d ({e})") from None
+            raise FormatError(f"{where}: malformed box2d ({e})") from None
         if obs is None:
             report.dropped["boxes empty after clipping to the image"] += 1
         else:
             obstacles.append(obs)
+    return obstacles
+
+
+def _frame_label(
+    frame: BddFrame, index: int, origin: Path, report: ImportReport, next_id: int
+) -> FrameLabel:
+    width, height = frame.size
+    where = f"{origin}: frame {frame.name}"
+    obstacles = labels_to_obstacles(frame.labels, frame.size, where, report, next_id)
     try:
         h_samples = tusimple_h_samples(height)
         lanes = labels_to_lanes(frame.lane_labels, h_samples, width, height, report)

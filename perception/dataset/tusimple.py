@@ -10,7 +10,13 @@ lines, one labelled frame a line::
 point; raw_file is relative to the label file's folder. Each folder of raw_file (clips/A/B)
 is a 20-frame, 20 fps sequence of which only the last frame (20.jpg) is labelled: an import
 makes one clip per folder holding its labelled frames only, timestamped (n - 1) * 50 ms for
-n.jpg. TuSimple lanes are unordered; ``assign_lane_slots`` gives them our slots.
+n.jpg. TuSimple lanes are unordered; ``assign_lane_slots`` gives them our slots, unless a
+line carries the optional ``slots`` field (not in the published files): one of our slot
+names per lane, used as given. Other extra fields (``extra_lanes``, ...) are ignored.
+
+Boxes from a BDD100K / Scalabel detection file and a calibration for the clips can come
+along (perception.dataset.tusimple_extras). Each imported clip records the raw_file of its
+frames, in frame order, as ``sources`` in the manifest.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
@@ -43,6 +50,9 @@ from perception.dataset.schema import (
 from serving.contract import LANE_SLOTS
 from serving.files import atomic_write_text
 from serving.geometry import Calib
+
+if TYPE_CHECKING:  # tusimple_extras builds on the BDD100K importer, which builds on this
+    from perception.dataset.tusimple_extras import ImportExtras
 
 NO_POINT = -2
 FRAME_PERIOD_NS = 50_000_000  # TuSimple records at 20 fps
@@ -123,6 +133,7 @@ class TuSimpleRecord:
     raw_file: str
     lanes: list[list[float]]
     h_samples: list[int]
+    slots: list[str] | None = None  # our slot per lane, when the line names them
 
 
 def label_files(root: Path) -> list[Path]:
@@ -158,7 +169,22 @@ def _parse_record(path: Path, n: int, line: str) -> TuSimpleRecord:
     for i, lane in enumerate(lanes):
         if len(lane) != len(h_samples):
             raise FormatError(f"{origin}: lane {i} has {len(lane)} xs for {len(h_samples)} rows")
-    return TuSimpleRecord(origin, path.parent / raw_file, raw_file, lanes, h_samples)
+    slots = _parse_slots(origin, d.get("slots"), len(lanes))
+    return TuSimpleRecord(origin, path.parent / raw_file, raw_file, lanes, h_samples, slots)
+
+
+def _parse_slots(origin: str, slots: object, n_lanes: int) -> list[str] | None:
+    """The optional ``slots`` field: one distinct name of LANE_SLOTS per lane, or None."""
+    if slots is None:
+        return None
+    if not isinstance(slots, list) or len(slots) != n_lanes:
+        raise FormatError(f"{origin}: slots must list one slot per lane ({n_lanes})")
+    unknown = [s for s in slots if s not in LANE_SLOTS]
+    if unknown or len(set(slots)) != len(slots):
+        raise FormatError(
+            f"{origin}: slots {slots} must be distinct names of {', '.join(LANE_SLOTS)}"
+        )
+    return [str(s) for s in slots]
 
 
 def clip_id_for(raw_file: str) -> str:
@@ -179,7 +205,10 @@ def _lanes_for(rec: TuSimpleRecord, width: int, height: int, report: ImportRepor
     pts_list = [xs_to_points(xs, rec.h_samples) for xs in xs_list]
     keep = [i for i, pts in enumerate(pts_list) if len(pts) >= MIN_LANE_POINTS]
     report.dropped["lanes with fewer than 2 points"] += len(pts_list) - len(keep)
-    slots = assign_lane_slots([pts_list[i] for i in keep], width, height)
+    if rec.slots is not None:
+        slots: list[str | None] = [rec.slots[i] for i in keep]
+    else:
+        slots = assign_lane_slots([pts_list[i] for i in keep], width, height)
     report.dropped["lanes beyond the 4 slots"] += slots.count(None)
     return [
         Lane(slot=slot, points=pts_list[i], x_at_h=xs_list[i], style="none", color="white")
@@ -189,14 +218,19 @@ def _lanes_for(rec: TuSimpleRecord, width: int, height: int, report: ImportRepor
 
 
 def _import_clip(
-    clip_id: str, records: list[TuSimpleRecord], clips_dir: Path, link: bool, report: ImportReport
+    clip_id: str,
+    records: list[TuSimpleRecord],
+    clips_dir: Path,
+    link: bool,
+    report: ImportReport,
+    extras: ImportExtras | None,
 ) -> dict:
     if all(_frame_number(r) is not None for r in records):
         records = sorted(records, key=lambda r: _frame_number(r) or 0)
     else:
         records = sorted(records, key=lambda r: r.raw_file)
     h_samples = records[0].h_samples
-    frames, size = [], None
+    frames, size, next_id = [], None, 0
     for index, rec in enumerate(records):
         if rec.h_samples != h_samples:
             raise FormatError(f"{rec.origin}: h_samples differ from {records[0].origin}")
@@ -206,30 +240,49 @@ def _import_clip(
         size = frame_size
         number = _frame_number(rec)
         t_ns = (number - 1 if number is not None and number >= 1 else index) * FRAME_PERIOD_NS
+        obstacles = [] if extras is None else extras.obstacles(rec, frame_size, report, next_id)
+        next_id += len(obstacles)  # track ids unique within the clip
         label = FrameLabel(
             index,
             frame_image_name(index, rec.image),
             t_ns,
             lanes=_lanes_for(rec, *frame_size, report),
+            obstacles=obstacles,
         )
         frames.append(SourceFrame(label, rec.image))
     assert size is not None
     meta = ClipMeta(
         clip_id, "tusimple", 20.0, len(frames), h_samples, dict(TUSIMPLE_TAGS), sensors="none"
     )
-    write_imported_clip(clips_dir, frames, Calib.default(*size), meta, link)
-    return {"clip_id": clip_id, "num_frames": len(frames), "tags": dict(TUSIMPLE_TAGS)}
+    calib = Calib.default(*size) if extras is None else extras.calib_for(size, clip_id)
+    write_imported_clip(clips_dir, frames, calib, meta, link)
+    return {
+        "clip_id": clip_id,
+        "num_frames": len(frames),
+        "tags": dict(TUSIMPLE_TAGS),
+        "sources": [r.raw_file for r in records],
+    }
 
 
 def import_tusimple(
-    root: str | Path, out: str | Path, link: bool = True, progress: bool = False
+    root: str | Path | None,
+    out: str | Path,
+    link: bool = True,
+    progress: bool = False,
+    labels: Sequence[str | Path] = (),
+    extras: ImportExtras | None = None,
 ) -> ImportReport:
-    """Import a TuSimple root into a dataset at ``out`` (clips/ and manifest.json): one clip per
+    """Import a TuSimple root (or the label files ``labels``, raw_file relative to each
+    file's folder) into a dataset at ``out`` (clips/ and manifest.json): one clip per
     raw_file folder, in sorted clip id order. Images are hard-linked when possible, else copied
     (``link=False``: always copied). Lanes get style "none" and color "white" (TuSimple gives
-    neither); lanes with < 2 points or beyond the 4 slots are dropped and counted."""
-    root, out = Path(root), Path(out)
-    files = label_files(root)
+    neither); lanes with < 2 points or beyond the 4 slots are dropped and counted.
+    extras: boxes for the images and a calibration for every clip (see the module doc)."""
+    out = Path(out)
+    files = [Path(p) for p in labels] if labels else label_files(Path(root or "."))
+    for path in files:
+        if not path.is_file():
+            raise FormatError(f"{path}: missing label file")
     groups: dict[str, list[TuSimpleRecord]] = defaultdict(list)
     seen: dict[Path, str] = {}
     for path in files:
@@ -242,13 +295,16 @@ def import_tusimple(
     report = ImportReport(out)
     clips = []
     for clip_id in tqdm(sorted(groups), desc="tusimple", unit="clip", disable=not progress):
-        clips.append(_import_clip(clip_id, groups[clip_id], out / "clips", link, report))
+        clips.append(_import_clip(clip_id, groups[clip_id], out / "clips", link, report, extras))
         report.clips += 1
         report.frames += clips[-1]["num_frames"]
+    if extras is not None:
+        extras.count_unused(report)
     importer = {
         "name": "perception.dataset.tusimple",
-        "source_root": str(root.resolve()),
+        "source_root": str((Path(root) if root else files[0].parent).resolve()),
         "label_files": [p.name for p in files],
+        **(extras.provenance() if extras is not None else {}),
         "dropped": dict(report.dropped),
     }
     write_manifest(out, "tusimple", clips=clips, importer=importer)
