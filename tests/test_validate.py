@@ -323,4 +323,4 @@ def test_wrong_json_types_are_reported_not_raised(dataset):
     root = dataset()
     edit_label(root / "clips" / CLIP, FRAME, lambda d: d["obstacles"][0].update(box=None))
     msg = fails(root, root / "clips" / CLIP / "labels.jsonl", None, "")
-    assert f"frame {FRAME}: malformed label" in msg
+    assert f"line {FRAME + 1}: malformed label (obstacles[0].box: null is not a list" in msg

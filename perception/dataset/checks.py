@@ -13,7 +13,6 @@ in [-TOL_PX, size + TOL_PX].
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -24,8 +23,16 @@ import cv2
 import numpy as np
 
 from perception.dataset.data_profile import image_stats
-from perception.dataset.schema import Clip, ClipMeta, FormatError, FrameLabel
+from perception.dataset.schema import (
+    Clip,
+    ClipMeta,
+    FormatError,
+    FrameLabel,
+    open_text,
+    parse_label,
+)
 from serving.contract import CLASS_NAMES, LANE_COLORS, LANE_SLOTS, LANE_STYLES
+from serving.files import UnsafeFileError, read_regular
 
 TOL_PX = 0.5  # pixels a box corner or lane point may lie outside the image
 JPEG_EOI = b"\xff\xd9"  # every complete JPEG ends with this marker
@@ -173,20 +180,22 @@ def _check_lane_points(
 
 
 def read_labels(clip: Clip, err: list[str]) -> list[FrameLabel]:
-    """Parse labels.jsonl line by line, recording malformed lines instead of stopping."""
+    """Parse labels.jsonl line by line, recording malformed lines (and images outside the
+    clip folder) instead of stopping."""
     p = clip.path / "labels.jsonl"
-    if not p.is_file():
-        err.append(problem(p, clip.clip_id, "missing file"))
-        return []
     labels = []
-    with p.open() as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                labels.append(FrameLabel.from_dict(json.loads(line)))
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-                err.append(problem(p, clip.clip_id, f"malformed label ({e})", None, f"line {n}"))
+    try:
+        with open_text(p) as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    labels.append(parse_label(line, clip.path))
+                except (KeyError, TypeError, ValueError) as e:  # JSON errors are ValueErrors
+                    what = f"malformed label ({e})"
+                    err.append(problem(p, clip.clip_id, what, None, f"line {n}"))
+    except FormatError as e:  # missing, not a regular file, too large
+        err.append(problem(p, clip.clip_id, str(e).split(": ", 1)[-1]))
     return labels
 
 
@@ -272,16 +281,35 @@ def check_sensors(clip: Clip, err: list[str]) -> np.ndarray | None:
     return t
 
 
+def read_frame(clip: Clip, lab: FrameLabel) -> bytes:
+    """The bytes of a frame's image; FormatError holding one problem line when it is missing,
+    outside the clip folder (a link made after the labels were read), not a regular file (a
+    FIFO, a device) or larger than serving.files.MAX_IMAGE_BYTES."""
+    try:
+        p = clip.frame_path(lab)
+    except FormatError as e:
+        what = str(e).split(": image ", 1)[-1]
+        where = clip.path / "labels.jsonl"
+        raise FormatError(problem(where, clip.clip_id, what, lab.frame, "image")) from None
+    try:
+        return read_regular(p)
+    except FileNotFoundError:
+        raise FormatError(problem(p, clip.clip_id, "missing file", lab.frame, "image")) from None
+    except UnsafeFileError as e:
+        what = str(e).removeprefix(f"{p}: ")
+        raise FormatError(problem(p, clip.clip_id, what, lab.frame, "image")) from None
+
+
 def check_image(
     clip: Clip, lab: FrameLabel, size: tuple[int, int] | None, sample: bool, res: ClipResult
 ) -> None:
     """Decode one frame; check completeness and size; hash it; stats when sampled."""
-    p = clip.frame_path(lab)
     try:
-        data = p.read_bytes()
-    except (FileNotFoundError, IsADirectoryError):
-        res.errors.append(problem(p, clip.clip_id, "missing file", lab.frame, "image"))
+        data = read_frame(clip, lab)
+    except FormatError as e:
+        res.errors.append(str(e))
         return
+    p = clip.frame_path(lab)
     res.hashes.append((content_hash(data), lab.frame, lab.image))
     buf = np.frombuffer(data, np.uint8)
     img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if len(buf) else None

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from perception.dataset.checks import content_hash, problem
-from perception.dataset.schema import Clip, FormatError
+from perception.dataset.checks import content_hash, problem, read_frame
+from perception.dataset.schema import Clip
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -56,15 +56,9 @@ def check_splits(
 
 def hash_images(clip_dir: str) -> list[tuple[str, int, str]]:
     """(content hash, frame, image) for every frame of a clip, without decoding; raises
-    FormatError naming a missing image."""
+    FormatError naming a missing or unreadable image (checks.read_frame)."""
     clip = Clip(clip_dir)
     out = []
     for lab in clip.labels:
-        p = clip.frame_path(lab)
-        try:
-            out.append((content_hash(p.read_bytes()), lab.frame, lab.image))
-        except (FileNotFoundError, IsADirectoryError):
-            raise FormatError(
-                problem(p, clip.clip_id, "missing file", lab.frame, "image")
-            ) from None
+        out.append((content_hash(read_frame(clip, lab)), lab.frame, lab.image))
     return out

@@ -1,7 +1,10 @@
 """The data report written by `perception validate`: report.json (counts, errors, warnings),
 plots (class_counts.png, box_sizes.png, brightness.png, scenario_mix.png), a grid of labelled
 sample frames (samples.png) and the data profile (profile.json, see data_profile.py).
-Every file is written atomically."""
+
+Everything is rendered in memory before the first file is written, and each file is written
+atomically: a failure while drawing leaves the report folder as it was. Sample frames come
+only from clips that passed every check (a label that failed may not even be drawable)."""
 
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from perception.dataset.data_profile import build_profile, write_profile
 from perception.dataset.schema import TAG_KEYS, Clip, FormatError, FrameLabel
 from serving.contract import CLASS_NAMES, LANE_SLOTS
 from serving.files import atomic_write_bytes, atomic_write_json
+from serving.io import SourceError, read_image
 
 MAX_ERRORS_IN_REPORT = 1000
 SAMPLE_GRID = (3, 4)  # rows, columns of samples.png
@@ -71,22 +75,22 @@ def summarize(
     }
 
 
-def _save(fig: Any, path: Path) -> None:
+def _png(fig: Any) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
 
 
-def plot_class_counts(counts: dict[str, int], path: Path) -> None:
+def plot_class_counts(counts: dict[str, int]) -> bytes:
     fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
     ax.bar(list(counts), list(counts.values()), color="tab:blue")
     ax.set_ylabel("objects")
     ax.set_title("Objects per class")
-    _save(fig, path)
+    return _png(fig)
 
 
-def plot_box_sizes(results: Sequence[ClipResult], path: Path, max_points: int = 20000) -> None:
+def plot_box_sizes(results: Sequence[ClipResult], max_points: int = 20000) -> bytes:
     """Box width vs height (pixels, log-log) per class, at most max_points per class."""
     by_cls: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for r in results:
@@ -106,10 +110,10 @@ def plot_box_sizes(results: Sequence[ClipResult], path: Path, max_points: int = 
     )
     if by_cls:
         ax.legend(markerscale=4)
-    _save(fig, path)
+    return _png(fig)
 
 
-def plot_brightness(results: Sequence[ClipResult], path: Path) -> None:
+def plot_brightness(results: Sequence[ClipResult]) -> bytes:
     """Histogram of the mean brightness of the sampled frames per time_of_day."""
     by_tod: dict[str, list[float]] = defaultdict(list)
     for r in results:
@@ -131,10 +135,10 @@ def plot_brightness(results: Sequence[ClipResult], path: Path) -> None:
     )
     if any(by_tod.values()):
         ax.legend()
-    _save(fig, path)
+    return _png(fig)
 
 
-def plot_scenario_mix(tags: dict[str, dict[str, int]], path: Path) -> None:
+def plot_scenario_mix(tags: dict[str, dict[str, int]]) -> bytes:
     keys = [k for k in tags if tags[k]] or list(TAG_KEYS)
     fig, axes = plt.subplots(
         1, len(keys), figsize=(4 * len(keys), 4), layout="constrained", squeeze=False
@@ -144,7 +148,7 @@ def plot_scenario_mix(tags: dict[str, dict[str, int]], path: Path) -> None:
         ax.set_title(k)
         ax.set_ylabel("clips")
         ax.tick_params(axis="x", rotation=30)
-    _save(fig, path)
+    return _png(fig)
 
 
 def draw_labels(img: np.ndarray, lab: FrameLabel, scale: float) -> np.ndarray:
@@ -164,11 +168,12 @@ def draw_labels(img: np.ndarray, lab: FrameLabel, scale: float) -> np.ndarray:
 
 
 def pick_samples(results: Sequence[ClipResult], n: int) -> list[tuple[ClipResult, float]]:
-    """Up to n (clip, relative position) pairs, round-robin over the (time_of_day, weather)
-    groups so that the grid shows as many conditions as possible."""
+    """Up to n (clip, relative position) pairs among the clips that passed every check,
+    round-robin over the (time_of_day, weather) groups so that the grid shows as many
+    conditions as possible."""
     groups: dict[tuple[str, str], list[ClipResult]] = defaultdict(list)
     for r in results:
-        if r.num_frames:
+        if r.num_frames and not r.errors:
             groups[(r.tags.get("time_of_day", "?"), r.tags.get("weather", "?"))].append(r)
     picks: list[tuple[ClipResult, float]] = []
     for pos in (0.5, 0.25, 0.75, 0.0):
@@ -185,8 +190,9 @@ def _sample_tile(r: ClipResult, pos: float) -> np.ndarray | None:
     except FormatError:
         return None
     lab = labels[min(len(labels) - 1, int(pos * len(labels)))]
-    img = cv2.imread(str(Clip(r.path).frame_path(lab)), cv2.IMREAD_COLOR)
-    if img is None:
+    try:
+        img = read_image(Clip(r.path).frame_path(lab), cv2.IMREAD_COLOR)
+    except (FormatError, SourceError):  # changed since it was checked
         return None
     scale = SAMPLE_WIDTH / img.shape[1]
     small = cv2.resize(
@@ -198,7 +204,7 @@ def _sample_tile(r: ClipResult, pos: float) -> np.ndarray | None:
     return tile
 
 
-def write_samples(results: Sequence[ClipResult], path: Path) -> None:
+def draw_samples(results: Sequence[ClipResult]) -> bytes:
     """samples.png: a SAMPLE_GRID of labelled frames, SAMPLE_WIDTH pixels wide each."""
     rows, cols = SAMPLE_GRID
     tiles = [
@@ -214,7 +220,7 @@ def write_samples(results: Sequence[ClipResult], path: Path) -> None:
     ok, png = cv2.imencode(".png", grid, [cv2.IMWRITE_PNG_COMPRESSION, 6])
     if not ok:
         raise RuntimeError("could not encode samples.png")
-    atomic_write_bytes(path, png.tobytes())
+    return png.tobytes()
 
 
 def write_report(
@@ -227,14 +233,14 @@ def write_report(
     """Write report.json, the plots, samples.png and the profile (default
     <report_dir>/profile.json). Returns the report.json content."""
     out = Path(report_dir)
-    out.mkdir(parents=True, exist_ok=True)
     report = summarize(results, errors, warnings)
-    atomic_write_json(out / "report.json", report)
-    plot_class_counts(report["counts"]["objects_per_class"], out / "class_counts.png")
-    plot_box_sizes(results, out / "box_sizes.png")
-    plot_brightness(results, out / "brightness.png")
-    plot_scenario_mix(report["counts"]["tags"], out / "scenario_mix.png")
-    write_samples(results, out / "samples.png")
+    pngs = {
+        "class_counts.png": plot_class_counts(report["counts"]["objects_per_class"]),
+        "box_sizes.png": plot_box_sizes(results),
+        "brightness.png": plot_brightness(results),
+        "scenario_mix.png": plot_scenario_mix(report["counts"]["tags"]),
+        "samples.png": draw_samples(results),
+    }
     boxes = [(c, w, h, *r.image_size) for r in results if r.image_size for c, w, h in r.boxes]
     profile = build_profile(
         [s for r in results for s in r.image_stats],
@@ -242,5 +248,9 @@ def write_report(
         [n for r in results for n in r.lanes_per_frame],
         boxes,
     )
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "report.json", report)
+    for name, png in pngs.items():
+        atomic_write_bytes(out / name, png)
     write_profile(profile_out or out / "profile.json", profile)
     return report

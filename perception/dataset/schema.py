@@ -16,6 +16,11 @@ nanoseconds of a monotonic clock shared by the camera and the sensors.
 
 Why one folder per clip: splits happen by clip so that no scene leaks from train to test, a
 clip is the unit that generation writes atomically, and a user's own recording maps onto it.
+
+Reading is defensive: every file is read only when it is a regular file within a size cap,
+JSON only when strict (no NaN, Infinity or 1e400), and every path named by a file (a clip id
+in the manifest, a frame's image) only when it stays inside its folder (serving.files). Each
+refusal is a FormatError naming the file and the line or key.
 """
 
 from __future__ import annotations
@@ -28,12 +33,24 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from perception.dataset.json_types import check_types, json_list
 from serving.contract import CLASS_NAMES, LANE_SLOTS
-from serving.files import atomic_write_json, atomic_write_text
+from serving.files import (
+    MAX_TEXT_BYTES,
+    UnsafeFileError,
+    atomic_write_json,
+    atomic_write_text,
+    loads_finite,
+    open_regular_text,
+    read_regular,
+    resolve_inside,
+)
 from serving.geometry import Calib
+from serving.io import calib_from_dict
 
 SCHEMA_VERSION = 1
 SENSOR_COLUMNS = ("t_ns", "speed_mps", "yaw_rate_rps", "accel_mps2", "steering_rad")
@@ -93,16 +110,24 @@ class FrameLabel:
             "lanes": lanes,
             "obstacles": [vars(o) for o in self.obstacles],
         }
-        return json.dumps(d, separators=(",", ":"))
+        return json.dumps(d, separators=(",", ":"), allow_nan=False)
 
     @classmethod
     def from_dict(cls, d: dict) -> FrameLabel:
+        """A label from its JSON object; TypeError / KeyError naming the field when a field is
+        missing or of another JSON type than the schema's."""
+        check_types(d, cls, "")
+        lanes = [check_types(x, Lane, f"lanes[{i}]") for i, x in enumerate(json_list(d, "lanes"))]
+        obstacles = [
+            check_types(x, Obstacle, f"obstacles[{i}]")
+            for i, x in enumerate(json_list(d, "obstacles"))
+        ]
         return cls(
-            frame=int(d["frame"]),
-            image=str(d["image"]),
-            timestamp_ns=int(d["timestamp_ns"]),
-            lanes=[Lane(**_known(Lane, lane)) for lane in d.get("lanes", [])],
-            obstacles=[Obstacle(**_known(Obstacle, o)) for o in d.get("obstacles", [])],
+            frame=d["frame"],
+            image=d["image"],
+            timestamp_ns=d["timestamp_ns"],
+            lanes=[Lane(**_known(Lane, lane)) for lane in lanes],
+            obstacles=[Obstacle(**_known(Obstacle, o)) for o in obstacles],
         )
 
 
@@ -120,20 +145,42 @@ class ClipMeta:
 
     @classmethod
     def from_dict(cls, d: dict) -> ClipMeta:
-        names = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in d.items() if k in names})
+        """TypeError naming the field when one is missing or of another JSON type."""
+        return cls(**_known(cls, check_types(d, cls, "")))
+
+
+def read_json(path: Path, max_bytes: int = MAX_TEXT_BYTES) -> Any:
+    """A strict JSON file (serving.files.loads_finite) that is a regular file of at most
+    max_bytes; FormatError naming it otherwise."""
+    try:
+        return loads_finite(read_regular(path, max_bytes))
+    except (OSError, UnsafeFileError) as e:  # their messages name the file
+        raise FormatError(str(e)) from None
+    except ValueError as e:  # JSON and Unicode errors, NaN, Infinity
+        raise FormatError(f"{path}: not valid JSON ({e})") from None
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        obj = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FormatError(f"{path}: missing file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise FormatError(f"{path}: not valid JSON ({e})") from None
+    obj = read_json(path)
     if not isinstance(obj, dict):
         raise FormatError(f"{path}: expected a JSON object")
     return obj
+
+
+def parse_label(line: str, clip_dir: Path) -> FrameLabel:
+    """One line of labels.jsonl; ValueError (KeyError, TypeError) saying what is wrong, for the
+    caller to prefix with file and line. The image must lie inside clip_dir."""
+    label = FrameLabel.from_dict(loads_finite(line))
+    resolve_inside(clip_dir, label.image)
+    return label
+
+
+def open_text(path: Path) -> io.TextIOWrapper:
+    """A regular text file of the dataset for line-by-line reading; FormatError naming it."""
+    try:
+        return open_regular_text(path)
+    except (OSError, UnsafeFileError) as e:
+        raise FormatError(str(e)) from None
 
 
 class Clip:
@@ -151,11 +198,9 @@ class Clip:
     def calib(self) -> Calib:
         p = self.path / "calib.json"
         try:
-            return Calib.from_dict(_read_json(p))
-        except (TypeError, ValueError) as e:
-            if isinstance(e, FormatError):
-                raise
-            raise FormatError(f"{p}: {e}") from None
+            return calib_from_dict(_read_json(p), p)
+        except ValueError as e:
+            raise FormatError(str(e)) from None
 
     @property
     def meta(self) -> ClipMeta:
@@ -173,24 +218,20 @@ class Clip:
 
     def iter_labels(self) -> Iterator[FrameLabel]:
         p = self.path / "labels.jsonl"
-        if not p.exists():
-            raise FormatError(f"{p}: missing file")
-        with p.open() as f:
+        with open_text(p) as f:
             for n, line in enumerate(f, 1):
                 if not line.strip():
                     continue
                 try:
-                    yield FrameLabel.from_dict(json.loads(line))
-                except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+                    yield parse_label(line, self.path)
+                except (KeyError, TypeError, ValueError) as e:  # JSON errors are ValueErrors
                     raise FormatError(f"{p}: line {n}: malformed label ({e})") from None
 
     def sensors(self) -> np.ndarray:
         """Structured array with SENSOR_COLUMNS; t_ns int64, the rest float64."""
         p = self.path / "sensors.csv"
-        if not p.exists():
-            raise FormatError(f"{p}: missing file")
         dtype = [("t_ns", np.int64)] + [(c, np.float64) for c in SENSOR_COLUMNS[1:]]
-        with p.open() as f:
+        with open_text(p) as f:
             reader = csv.reader(f)
             header = next(reader, None)
             if header is None or tuple(header) != SENSOR_COLUMNS:
@@ -201,10 +242,19 @@ class Clip:
                     rows.append((int(row[0]), *map(float, row[1:5])))
                 except (ValueError, IndexError):
                     raise FormatError(f"{p}: line {n}: malformed row") from None
+                except UnicodeDecodeError:
+                    raise FormatError(f"{p}: line {n}: not UTF-8 text") from None
         return np.array(rows, dtype=dtype)
 
     def frame_path(self, label: FrameLabel) -> Path:
-        return self.path / label.image
+        """The label's image inside the clip folder (checked again here: a link may have
+        changed since the labels were read); FormatError naming labels.jsonl otherwise."""
+        try:
+            return resolve_inside(self.path, label.image)
+        except UnsafeFileError as e:
+            raise FormatError(
+                f"{self.path / 'labels.jsonl'}: frame {label.frame}: image {e}"
+            ) from None
 
 
 class Dataset:
@@ -224,10 +274,24 @@ class Dataset:
         return m
 
     def clip_ids(self) -> list[str]:
-        return [c["clip_id"] for c in self.manifest["clips"]]
+        path = self.root / "manifest.json"
+        entries = self.manifest.get("clips")
+        if not isinstance(entries, list) or not all(
+            isinstance(c, dict) and isinstance(c.get("clip_id"), str) for c in entries
+        ):
+            raise FormatError(f"{path}: clips: expected a list of objects with a clip_id string")
+        return [c["clip_id"] for c in entries]
 
     def clip(self, clip_id: str) -> Clip:
-        return Clip(self.root / "clips" / clip_id)
+        """The clip folder clips/<clip_id>; FormatError naming the manifest when clip_id is not
+        a plain folder name inside clips/ ('../x', 'a/b', an absolute path, a link out)."""
+        bad = not isinstance(clip_id, str) or clip_id in ("", ".", "..") or "/" in clip_id
+        try:
+            if bad or "\\" in clip_id:
+                raise UnsafeFileError("is not a folder name")
+            return Clip(resolve_inside(self.root / "clips", clip_id))
+        except UnsafeFileError as e:
+            raise FormatError(f"{self.root / 'manifest.json'}: clip_id {clip_id!r}: {e}") from None
 
     def clips(self) -> list[Clip]:
         return [self.clip(c) for c in self.clip_ids()]
@@ -255,9 +319,15 @@ class ClipWriter:
         self._labels = (self.tmp / "labels.jsonl").open("w")
 
     def write_frame(self, label: FrameLabel, encoded_image: bytes | None = None) -> None:
+        try:
+            line = label.to_json()
+        except ValueError:  # NaN or Infinity: strict JSON readers refuse the file
+            raise FormatError(
+                f"{self.final / 'labels.jsonl'}: frame {label.frame}: a label holds NaN or Infinity"
+            ) from None
         if encoded_image is not None:
             (self.tmp / label.image).write_bytes(encoded_image)
-        self._labels.write(label.to_json() + "\n")
+        self._labels.write(line + "\n")
 
     def close(self, calib: Calib, meta: ClipMeta, sensors: np.ndarray) -> Path:
         self._labels.close()

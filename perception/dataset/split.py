@@ -16,7 +16,6 @@ The splits file (JSON): {"schema_version": 1, "seed", "fractions": {train, val, 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from collections import defaultdict
 from collections.abc import Mapping
@@ -26,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from perception.dataset.leakage import SPLIT_NAMES, check_splits, hash_images
-from perception.dataset.schema import Dataset, FormatError
+from perception.dataset.schema import Dataset, FormatError, read_json
 from perception.errors import UserError
 from perception.params import SplitParams, load_params, section
 from serving.files import atomic_write_json
@@ -112,8 +111,10 @@ def make_splits(root: str | Path, params: SplitParams | None = None) -> dict[str
     params = params or SplitParams()
     fractions = fractions_of(params)
     ds = Dataset(root)
-    frames = {str(c["clip_id"]): int(c.get("num_frames") or 0) for c in ds.manifest["clips"]}
-    tags = {cid: dict(ds.clip(cid).meta.tags) for cid in sorted(frames)}
+    ids = ds.clip_ids()
+    counts = [c.get("num_frames") for c in ds.manifest["clips"]]
+    frames = {cid: n if isinstance(n, int) else 0 for cid, n in zip(ids, counts, strict=True)}
+    tags = {cid: _tags(ds, cid) for cid in sorted(frames)}
     positive = [f for f in fractions.values() if f > 0]
     min_size = math.ceil(1.0 / min(positive) - 1e-9)
     strata = stratify(tags, min_size)
@@ -137,15 +138,19 @@ def make_splits(root: str | Path, params: SplitParams | None = None) -> dict[str
     return doc
 
 
+def _tags(ds: Dataset, clip_id: str) -> dict[str, str]:
+    """The clip's scenario tags as strings; FormatError naming its meta.json otherwise."""
+    clip = ds.clip(clip_id)
+    tags = clip.meta.tags
+    if not isinstance(tags, dict):
+        raise FormatError(f"{clip.path / 'meta.json'}: tags: expected an object")
+    return {str(k): str(v) for k, v in tags.items()}
+
+
 def load_splits(path: str | Path) -> dict[str, list[str]]:
     """Read a splits file: {"train": [clip ids], "val": [...], "test": [...]}."""
     p = Path(path)
-    try:
-        doc = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise FormatError(f"{p}: missing file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise FormatError(f"{p}: not valid JSON ({e})") from None
+    doc = read_json(p)
     if not isinstance(doc, dict) or doc.get("schema_version") != SPLITS_VERSION:
         raise FormatError(f"{p}: schema_version: expected {SPLITS_VERSION}")
     out = {}
@@ -160,8 +165,12 @@ def load_splits(path: str | Path) -> dict[str, list[str]]:
 def check_split_file(root: str | Path, path: str | Path) -> None:
     """Leakage check of a splits file against the dataset (every clip in exactly one split,
     no identical image in two splits); raises FormatError with the first problem."""
+    _check_leakage(root, load_splits(path), path)
+
+
+def _check_leakage(root: str | Path, splits: Mapping[str, list[str]], path: str | Path) -> None:
+    """check_split_file on splits in memory; `path` names them in the messages."""
     ds = Dataset(root)
-    splits = load_splits(path)
     ids = ds.clip_ids()
     hashes = {cid: hash_images(str(ds.clip(cid).path)) for cid in ids}
     err = check_splits(splits, ids, hashes, path, ds.root / "clips")
@@ -175,10 +184,11 @@ def run_split(
     out: str | Path,
     params: SplitParams | None = None,
 ) -> dict[str, Any]:
-    """make_splits, write it atomically to out, then run the leakage check on the file."""
+    """make_splits and the leakage check, then write it atomically to out: a dataset that
+    fails leaves no splits file behind (and an older one in place)."""
     doc = make_splits(root, params)
+    _check_leakage(root, {s: doc[s] for s in SPLIT_NAMES}, out)
     atomic_write_json(out, doc)
-    check_split_file(root, out)
     return doc
 
 

@@ -46,17 +46,20 @@ class ValidationResult:
 
 
 def _manifest_entries(ds: Dataset) -> list[dict]:
-    m = ds.manifest
-    entries = m.get("clips")
+    """The manifest's clip entries, each with a clip_id that names a folder inside clips/."""
+    ids = ds.clip_ids()
     path = ds.root / "manifest.json"
-    if not isinstance(entries, list) or not all(
-        isinstance(c, dict) and "clip_id" in c for c in entries
-    ):
-        raise ValidationError(f"{path}: clips: expected a list of objects with clip_id")
-    dup = [c for c, n in Counter(str(e["clip_id"]) for e in entries).items() if n > 1]
+    dup = [c for c, n in Counter(ids).items() if n > 1]
     if dup:
         raise ValidationError(problem(path, dup[0], "listed twice", None, "clips"))
-    return entries
+    for cid in ids:
+        ds.clip(cid)  # FormatError naming the manifest for '../x' and the like
+    return list(ds.manifest["clips"])
+
+
+def _count(v: object) -> bool:
+    """v is a frame count: a whole number >= 0 (not a bool, which JSON keeps apart)."""
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
 def _manifest_errors(ds: Dataset, entries: list[dict], results: list[ClipResult]) -> list[str]:
@@ -138,8 +141,8 @@ def validate_dataset(
     params = params or ValidateParams()
     ds = Dataset(root)
     entries = _manifest_entries(ds)
-    dirs = [str(ds.root / "clips" / str(c["clip_id"])) for c in entries]
-    total = sum(int(c.get("num_frames") or 0) for c in entries)
+    dirs = [str(ds.clip(c["clip_id"]).path) for c in entries]
+    total = sum(c["num_frames"] for c in entries if _count(c.get("num_frames")))
     sample_every = max(1, math.ceil(total / PROFILE_FRAMES))
     res = ValidationResult(ds.root, [])
     res.clips = _run_checks(
