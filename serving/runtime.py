@@ -16,11 +16,12 @@ from typing import Any
 import cv2
 import numpy as np
 
+from serving.alerts import Warnings
 from serving.engine import Engine
 from serving.geometry import Calib, LaneGeometry
 from serving.postprocess import FramePrediction, Postprocessor
 from serving.preprocess import Preprocessor
-from serving.tracking import LaneSmoother, Track, Tracker, Warnings, read_scene
+from serving.tracking import LaneSmoother, Track, Tracker, read_scene
 
 
 def configure_threads(ort_threads: int, numba_threads: int = 1, cv2_threads: int = 1) -> None:

@@ -1,4 +1,4 @@
-"""What the loop tells the driver: obstacle tracks, smoothed lanes, FCW and LDW.
+"""Obstacle tracks and smoothed lanes over frames; the warnings they feed are serving.alerts.
 
 Positions and velocities are in the ego frame (x forward, y left; metres, m/s relative to
 the ego, no ego-motion compensation) from flat-road back-projection of box bottoms
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from serving.contract import CLASS_NAMES
+from serving.alerts import Warnings, warnings
 from serving.geometry import Calib, LaneGeometry, lane_geometry, obstacle_positions
 from serving.postprocess import NO_POINT, Detections, FramePrediction, Lanes
 
@@ -26,7 +26,9 @@ class Track:
     missed); x_m, y_m: ground position, ego frame, metres; vx_mps, vy_mps: velocity relative
     to the ego, ego frame, m/s; distance_m = x_m; ttc_s: x_m / closing speed when closing,
     else inf, seconds; age: frames since creation; hits: frames with a detection; missed:
-    consecutive frames without one; vx_std_mps: the filter's 1-sigma on vx, m/s."""
+    consecutive frames without one; vx_std_mps: the filter's 1-sigma on vx, m/s; streak:
+    consecutive frames with a detection up to this one (0 while missed); best_streak: the
+    longest such run so far (what confirms a track: see ``warnings``)."""
 
     track_id: int
     cls: int
@@ -43,6 +45,8 @@ class Track:
     missed: int
     in_ego_lane: bool
     vx_std_mps: float = math.inf
+    streak: int = 0
+    best_streak: int = 0
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -91,11 +95,13 @@ class _Tracks:
     def __init__(self) -> None:
         i0, f0 = np.zeros(0, np.int64), np.zeros(0, np.float64)
         self.ids, self.cls, self.age, self.hits, self.missed = i0, i0, i0, i0, i0
+        self.streak, self.best_streak = i0, i0
         self.scores, self.last_hit_t = f0, f0
         self.boxes, self.P = np.zeros((0, 4)), np.zeros((0, 4, 4))
         self.X = np.zeros((0, 4))  # x, y, vx, vy: metres, m/s, ego frame
 
-    _FIELDS = ("ids", "cls", "boxes", "scores", "X", "P", "age", "hits", "missed", "last_hit_t")
+    _FIELDS = ("ids", "cls", "boxes", "scores", "X", "P", "age", "hits", "missed", "last_hit_t",
+               "streak", "best_streak")  # fmt: skip
 
     def keep(self, mask: np.ndarray) -> None:
         for f in self._FIELDS:
@@ -234,7 +240,8 @@ class Tracker:
             boxes=boxes, scores=scores.astype(np.float64),
             X=np.concatenate([z, np.zeros((n, 2))], axis=1), P=P,
             age=np.zeros(n, np.int64), hits=np.ones(n, np.int64), missed=np.zeros(n, np.int64),
-            last_hit_t=np.full(n, t_s),
+            last_hit_t=np.full(n, t_s), streak=np.ones(n, np.int64),
+            best_streak=np.ones(n, np.int64),
         )  # fmt: skip
         self._next_id += n
 
@@ -257,10 +264,14 @@ class Tracker:
         ti, di = self._associate(boxes, classes, z)
         tr.age += 1
         tr.missed += 1
+        streak = tr.streak + 1
+        tr.streak[:] = 0
         if len(ti):
             self._update(ti, z[di])
             tr.boxes[ti], tr.scores[ti] = boxes[di], scores[di]
             tr.hits[ti], tr.missed[ti], tr.last_hit_t[ti] = tr.hits[ti] + 1, 0, t_s
+            tr.streak[ti] = streak[ti]
+            tr.best_streak[ti] = np.maximum(tr.best_streak[ti], streak[ti])
         tr.keep((tr.missed <= self.max_missed) & (t_s - tr.last_hit_t <= self.max_coast_s))
         new = ~np.isin(np.arange(len(z)), di)
         self._spawn(t_s, boxes[new], scores[new], classes[new], z[new])
@@ -277,7 +288,7 @@ class Tracker:
             tr.ids.tolist(), tr.cls.tolist(), tr.boxes.astype(np.float32), tr.scores.tolist(),
             x.tolist(), y.tolist(), vx.tolist(), vy.tolist(), x.tolist(), ttc.tolist(),
             tr.age.tolist(), tr.hits.tolist(), tr.missed.tolist(), inside.tolist(),
-            vx_std.tolist(), strict=True,
+            vx_std.tolist(), tr.streak.tolist(), tr.best_streak.tolist(), strict=True,
         )  # fmt: skip
         return [Track(*c) for c in cols]
 
@@ -321,82 +332,6 @@ class LaneSmoother:
         self.xs = np.where(present[:, None], smoothed, np.where(gone[:, None], NO_POINT, old))
         self.exist = np.where(present | gone, exist, self.exist)
         return Lanes(self.xs.astype(np.float32), np.asarray(lanes.rows), self.exist.copy())
-
-
-# class ids (contract.CLASS_NAMES) that FCW reacts to: all obstacles on the road
-FCW_CLASSES: tuple[int, ...] = tuple(
-    CLASS_NAMES.index(c) for c in ("car", "truck", "pedestrian", "cyclist")
-)
-
-
-@dataclass
-class Warnings:
-    """What the loop tells the driver this frame.
-
-    fcw: forward collision warning; fcw_track_id, fcw_ttc_s: the threatening track and its
-    time to collision, seconds (None / inf without one). lead_track_id, lead_distance_m: the
-    nearest confirmed obstacle in the ego lane, metres. ldw: lane departure warning, 'left',
-    'right' or None; line_distance_m: the ego's distance to the nearer ego-lane line, metres
-    (NaN without a valid lane)."""
-
-    fcw: bool = False
-    fcw_track_id: int | None = None
-    fcw_ttc_s: float = math.inf
-    lead_track_id: int | None = None
-    lead_distance_m: float = math.inf
-    ldw: str | None = None
-    line_distance_m: float = math.nan
-
-
-def _fcw(tracks: list[Track], out: Warnings, fcw_ttc_s: float, min_hits: int,
-         classes: tuple[int, ...]) -> None:  # fmt: skip
-    """Fill the lead and FCW fields from the confirmed in-ego-lane tracks of `classes`."""
-    cand = [t for t in tracks if t.in_ego_lane and t.hits >= min_hits and t.cls in classes]
-    cand = [t for t in cand if t.x_m > 0]
-    if not cand:
-        return
-    dist, ttc = np.array([(t.x_m, t.ttc_s) for t in cand]).T
-    lead, worst = int(np.argmin(dist)), int(np.argmin(ttc))
-    out.lead_track_id, out.lead_distance_m = cand[lead].track_id, float(dist[lead])
-    if ttc[worst] < fcw_ttc_s:
-        out.fcw, out.fcw_track_id, out.fcw_ttc_s = True, cand[worst].track_id, float(ttc[worst])
-
-
-def warnings(
-    tracks: list[Track],
-    lane: LaneGeometry | None,
-    ego_speed_mps: float | None,
-    fcw_ttc_s: float = 2.7,
-    ldw_margin_m: float = 0.3,
-    min_hits: int = 3,
-    fcw_min_speed_mps: float = 2.0,
-    ldw_min_speed_mps: float = 12.5,
-    ldw_return_mps: float = 0.1,
-    classes: tuple[int, ...] = FCW_CLASSES,
-) -> Warnings:
-    """FCW and LDW for one frame.
-
-    FCW: a track of `classes` (class ids) in the ego lane, with >= min_hits detections, whose TTC is
-    below fcw_ttc_s seconds (the smallest TTC is reported). LDW: the distance to the nearer
-    ego-lane line, width / 2 - |offset| metres, is below ldw_margin_m, unless the ego is
-    already moving back to the centre faster than ldw_return_mps (lateral speed relative to
-    the lane = -speed sin(heading), needs ego_speed_mps). With a known ego speed, FCW is off
-    below fcw_min_speed_mps and LDW below ldw_min_speed_mps (m/s); None means unknown: on."""
-    out = Warnings()
-    if ego_speed_mps is None or ego_speed_mps >= fcw_min_speed_mps:
-        _fcw(tracks, out, fcw_ttc_s, min_hits, classes)
-    if lane is None or not lane.valid:
-        return out
-    out.line_distance_m = 0.5 * lane.width_m - abs(lane.offset_m)
-    side = "left" if lane.offset_m > 0 else "right"
-    outward = 0.0  # ego speed towards the nearer line, m/s; unknown speed: assume drifting
-    if ego_speed_mps is not None:
-        v_left = -ego_speed_mps * math.sin(lane.heading_rad)
-        outward = v_left if side == "left" else -v_left
-    fast = ego_speed_mps is None or ego_speed_mps >= ldw_min_speed_mps
-    if fast and out.line_distance_m < ldw_margin_m and outward >= -ldw_return_mps:
-        out.ldw = side
-    return out
 
 
 def read_scene(

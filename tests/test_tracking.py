@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
+from serving.alerts import warnings
 from serving.contract import CLASS_NAMES
 from serving.geometry import Calib, LaneGeometry
 from serving.postprocess import NO_POINT, Detections, Lanes
@@ -17,7 +19,6 @@ from serving.tracking import (
     greedy_match,
     in_ego_lane,
     iou_matrix,
-    warnings,
 )
 
 FLAT = Calib(1280, 720, 1000, 1000, 640, 360, 1.5, 0.0)
@@ -228,10 +229,59 @@ def test_fcw_fires_for_the_closing_lead_only():
 
 def test_fcw_needs_a_confirmed_track():
     fresh = Track(7, CAR, np.zeros(4, np.float32), 0.9, 10.0, 0.0, -10.0, 0.0, 10.0, 1.0,
-                  age=0, hits=1, missed=0, in_ego_lane=True)  # fmt: skip
+                  age=0, hits=1, missed=0, in_ego_lane=True, vx_std_mps=2.0, streak=1,
+                  best_streak=1)  # fmt: skip
     assert not warnings([fresh], None, None).fcw
-    fresh.hits = 3
+    fresh.hits = 3  # three detections, but never three in a row
+    assert not warnings([fresh], None, None).fcw
+    fresh.best_streak = 3
     assert warnings([fresh], None, None).fcw_track_id == 7
+    fresh.vx_std_mps = 12.0  # closing at 10 m/s, give or take 12: not known to be closing
+    assert not warnings([fresh], None, None).fcw
+
+
+def _drive(frames: int, boxes_at: Callable[[int, float], list[np.ndarray]]) -> list[bool]:
+    """FCW per frame (20 Hz, ego at 20 m/s, straight ego lane) for detections given per
+    frame index and time."""
+    tracker, fired = Tracker(FLAT), []
+    for i in range(frames):
+        t = i / HZ
+        tracks = tracker.update(t, dets(*boxes_at(i, t)), LANE)
+        fired.append(warnings(tracks, LANE, ego_speed_mps=20.0).fcw)
+    return fired
+
+
+@pytest.mark.parametrize("d", [2.5, 4.0, 6.0, 10.0, 18.0, 26.0])
+def test_single_frame_phantom_never_raises_fcw(d: float):
+    """A detection present in one frame only, in the ego lane, however close (d metres),
+    next to a steady lead 30 m ahead, instead of it, or flickering every other frame while
+    approaching: no warning in any frame."""
+    rng = np.random.default_rng(5)
+    phantom = car_box(d, 0.2)
+
+    def beside(i: int, t: float) -> list[np.ndarray]:
+        return [car_box(30.0, 0.0, rng)] + ([phantom] if i == 12 else [])
+
+    def instead(i: int, t: float) -> list[np.ndarray]:
+        return [phantom] if i == 12 else [car_box(30.0, 0.0, rng)]
+
+    def flicker(i: int, t: float) -> list[np.ndarray]:
+        # every other frame, 0.8 m nearer each time: its track reads as closing at 16 m/s
+        # (TTC < 1 s) and gathers hits, but never three frames in a row
+        return [car_box(d + 12.0 - 0.8 * i, 0.2)] if i % 2 else []
+
+    for scene in (beside, instead, flicker):
+        assert not any(_drive(30, scene)), scene.__name__
+
+
+def test_a_real_closing_lead_still_raises_fcw():
+    """Closing from 30 m at 12 m/s: TTC 2.5 s at once, so FCW waits only for the track to be
+    confirmed and its speed known; it then holds, through a missed frame too."""
+    rng = np.random.default_rng(6)
+    fired = _drive(20, lambda i, t: [] if i == 12 else [car_box(30.0 - 12.0 * t, 0.0, rng)])
+    first = fired.index(True)
+    assert 2 <= first <= 8, fired  # confirmed after 3 frames (index 2), speed known soon
+    assert all(fired[first:]), fired
 
 
 def lane_at(offset: float, heading: float = 0.0) -> LaneGeometry:
