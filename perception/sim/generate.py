@@ -3,14 +3,17 @@
 Clips are independent, so they are spread over worker processes (one per core); each clip's
 randomness comes from SeedSequence(seed).spawn, so the bytes do not depend on the number of
 workers or on scheduling. A clip is written into a hidden folder and renamed into place when
-complete; the manifest is written last.
+complete; the manifest is written last. --out is replaced only when it is a dataset (or an
+interrupted write of one): perception.dataset.output. Worker processes die with the command
+(Linux: PR_SET_PDEATHSIG), so a `kill -9` leaves nothing writing on.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
-import shutil
+import signal
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
@@ -20,6 +23,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from perception.dataset.output import fresh_dataset_dir
 from perception.dataset.schema import ClipMeta, ClipWriter, FrameLabel, write_manifest
 from perception.params import DataParams, load_params, section
 from perception.sim.actors import SENSOR_HZ, Traffic
@@ -108,16 +112,27 @@ def generate_clip(out: Path, clip_id: str, seed: int, p: DataParams) -> dict:
     }
 
 
-def _worker_init() -> None:
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _worker_init(parent: int) -> None:
+    """In each worker: one OpenMP thread, and death with the parent. The kernel sends the
+    worker SIGKILL when the process that forked it dies, even by SIGKILL; the parent may have
+    died before the request, hence the check of getppid after it."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the pool's own broken-pipe exit remains
+        return
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def generate(out: str | Path, p: DataParams, progress: bool = True) -> dict:
-    """Write a whole dataset to `out` (replacing it). Returns timing figures."""
-    out = Path(out)
-    if out.exists():
-        shutil.rmtree(out)
-    (out / "clips").mkdir(parents=True)
+    """Write a whole dataset to `out` (replacing a dataset there, refusing any other folder).
+    Returns timing figures."""
+    out = fresh_dataset_dir(out)
     ids = [f"sim-{p.seed:04d}-{i:04d}" for i in range(p.clips)]
     seeds = clip_seeds(p.seed, p.clips)
     start = time.perf_counter()
@@ -129,7 +144,8 @@ def generate(out: str | Path, p: DataParams, progress: bool = True) -> dict:
             entries[cid] = generate_clip(out, cid, s, p)
             bar.update(p.frames)
     else:
-        with ProcessPoolExecutor(workers, initializer=_worker_init) as pool:
+        parent = (os.getpid(),)
+        with ProcessPoolExecutor(workers, initializer=_worker_init, initargs=parent) as pool:
             futs = {
                 pool.submit(generate_clip, out, cid, s, p): cid
                 for cid, s in zip(ids, seeds, strict=True)
