@@ -13,7 +13,9 @@ h_samples before scoring. Outputs in --out (all written atomically):
     tusimple_gt.json    TuSimple json lines of the ground truth
     coco_gt.json        COCO ground truth; coco_pred.json the main predictor's detections
 
-The main predictor is the model when given, else the baseline.
+The main predictor is the model when given, else the baseline. Without --splits every clip
+of the dataset is evaluated (a test-only set such as data/real/dataset). With --undistort the
+model sees each frame through its clip calibration's lens undistortion (serving.undistort).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from perception.eval_report import print_table, score_runs, write_outputs
 from perception.params import EvaluateParams, load_params, section
 from serving.geometry import Calib
 from serving.postprocess import FramePrediction, Lanes
+from serving.undistort import UndistortingPreprocessor, distort_prediction
 
 
 class Predictor(Protocol):
@@ -224,26 +227,54 @@ def run_predictors(
     return runs
 
 
+class UndistortingPredictor:
+    """A model predictor that sees each frame through its calibration's undistortion, fused
+    into the preprocessing pass (serving.undistort), and answers in the distorted source
+    image's pixels like any predictor. Frames whose calibration has no distortion go the
+    plain way. inner: a perception.model.predict predictor (with .pre, .contract)."""
+
+    detects = True
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+        self.name = f"{inner.name}+undistort"
+        pre = UndistortingPreprocessor(inner.contract, Calib.default())
+        pre.out = inner.pre.out  # keep writing into the engine's bound input buffer
+        inner.pre = self.pre = pre
+
+    def __call__(self, frame_bgr: np.ndarray, calib: Calib, rows: np.ndarray) -> FramePrediction:
+        h, w = frame_bgr.shape[:2]
+        same = (calib.image_width, calib.image_height) == (w, h)
+        cal = calib if same else calib.scaled(w, h)
+        self.pre.calib = cal
+        return distort_prediction(self.inner(frame_bgr, cal, rows), cal)
+
+
 def evaluate(
     data: str | Path,
-    splits: str | Path,
+    splits: str | Path | None,
     out: str | Path,
     predictors: Sequence[Predictor],
     params: EvaluateParams | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Score the predictors on params.split of the dataset and write the outputs into out
-    (see the module doc); the last predictor is the main one. Returns metrics.json's dict."""
+    """Score the predictors on params.split of the dataset (every clip when splits is None)
+    and write the outputs into out (see the module doc); the last predictor is the main one.
+    Returns metrics.json's dict."""
     params = params or EvaluateParams()
     ds = Dataset(data)
-    doc = load_splits(splits)
-    if params.split not in doc:
-        raise UserError(f"unknown split {params.split!r} (known: {', '.join(doc)})")
-    if not doc[params.split]:
-        raise UserError(f"{splits}: split {params.split!r} has no clips")
+    if splits is None:
+        clip_ids = ds.clip_ids()
+    else:
+        doc = load_splits(splits)
+        if params.split not in doc:
+            raise UserError(f"unknown split {params.split!r} (known: {', '.join(doc)})")
+        clip_ids = doc[params.split]
+    if not clip_ids:
+        raise UserError(f"{splits or data}: no clips to evaluate")
     if not predictors:
         raise UserError("nothing to evaluate: no predictors")
-    frames = collect_frames(ds, doc[params.split], params.max_frames)
+    frames = collect_frames(ds, clip_ids, params.max_frames)
     gt = coco_ground_truth(frames, ds.root, params)
     runs = run_predictors(frames, predictors, progress)
     metrics, pr = score_runs(frames, runs, gt, params)
@@ -265,7 +296,7 @@ def load_model_predictor(path: str) -> Predictor:
 def _cmd(args: argparse.Namespace) -> int:
     from perception.baseline import HoughBaseline
 
-    if not Path(args.splits).is_file():
+    if args.splits is not None and not Path(args.splits).is_file():
         raise UserError(f"{args.splits}: missing splits file")
     base = section(load_params(args.params), EvaluateParams)
     overrides = {
@@ -278,7 +309,7 @@ def _cmd(args: argparse.Namespace) -> int:
         # AP ranks detections down to a low score; the loop's operating threshold is the
         # contract's (evaluation decodes with the same code, only the cut-off differs)
         model.score_threshold = params.ap_score_threshold  # type: ignore[attr-defined]
-        predictors.append(model)
+        predictors.append(UndistortingPredictor(model) if args.undistort else model)
     t0 = time.perf_counter()
     metrics = evaluate(args.data, args.splits, args.out, predictors, params, progress=True)
     print_table(metrics)
@@ -293,10 +324,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__.splitlines()[0] if __doc__ else None,
     )
     p.add_argument("--data", required=True, help="dataset root (manifest.json, clips/)")
-    p.add_argument("--splits", required=True, help="splits file (perception split)")
+    p.add_argument("--splits", help="splits file (perception split); default: every clip")
     p.add_argument("--out", required=True, help="output folder, e.g. reports/eval")
     p.add_argument("--model", default=None, help="model file to score besides the baseline")
     p.add_argument("--split", default=None, help="default: evaluate.split of params")
+    p.add_argument(
+        "--undistort",
+        action="store_true",
+        help="undistort frames with their clip's lens calibration before the model",
+    )
     p.add_argument("--params", default="params.yaml", help="default: %(default)s")
     p.add_argument(
         "--max-frames",
