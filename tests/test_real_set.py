@@ -4,6 +4,7 @@ the labels round-trip exactly, and nothing that trains reads it."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -80,9 +81,11 @@ def test_real_set_boxes_equal_the_source(real_set: Path):
 
 
 def _labels(tmp_path: Path, **extra: object) -> Path:
-    """One TuSimple line about the first real image, with extra fields."""
+    """One TuSimple line about (a copy of) the first real image, with extra fields; raw_file
+    must lie in the label file's folder."""
     line = {**_source_lines()[0], **extra}
-    line["raw_file"] = str(SOURCE / "images" / "advlane_straight_lines1.jpg")
+    shutil.copyfile(SOURCE / "images" / "advlane_straight_lines1.jpg", tmp_path / "first.jpg")
+    line["raw_file"] = "first.jpg"
     path = tmp_path / "lanes.json"
     path.write_text(json.dumps(line) + "\n")
     return path

@@ -18,7 +18,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from perception.dataset.schema import (
@@ -30,7 +29,9 @@ from perception.dataset.schema import (
     FormatError,
     FrameLabel,
 )
+from serving.files import UnsafeFileError, resolve_inside
 from serving.geometry import Calib
+from serving.io import SourceError, read_image
 
 FRAME_NAME = "frames/{index:06d}{suffix}"
 
@@ -71,14 +72,25 @@ def frame_image_name(index: int, source: Path) -> str:
     return FRAME_NAME.format(index=index, suffix=source.suffix.lower() or ".jpg")
 
 
+def inside_root(root: Path, name: str, origin: str) -> Path:
+    """root / name, refused with a FormatError naming ``origin`` (label file, line, field)
+    when name leaves root: an absolute path, '..' or a link out (serving.files)."""
+    try:
+        return resolve_inside(root, name)
+    except UnsafeFileError as e:
+        raise FormatError(f"{origin}: {e}") from None
+
+
 def read_image_size(path: Path, origin: str) -> tuple[int, int]:
-    """(width, height) in pixels of the image at path, decoded with OpenCV. ``origin`` names
-    the label file (and line) that refers to the image, for the error message."""
-    if not path.is_file():
+    """(width, height) in pixels of the image at path, decoded with OpenCV: a regular file
+    within serving.files' size cap. ``origin`` names the label file (and line) that refers to
+    the image, for the error message."""
+    if not path.exists():
         raise FormatError(f"{origin}: image {path} not found")
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise FormatError(f"{origin}: image {path} is not a readable image")
+    try:
+        img = read_image(path)
+    except SourceError as e:
+        raise FormatError(f"{origin}: image {e}") from None
     height, width = img.shape[:2]
     return int(width), int(height)
 

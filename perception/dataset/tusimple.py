@@ -17,6 +17,10 @@ names per lane, used as given. Other extra fields (``extra_lanes``, ...) are ign
 Boxes from a BDD100K / Scalabel detection file and a calibration for the clips can come
 along (perception.dataset.tusimple_extras). Each imported clip records the raw_file of its
 frames, in frame order, as ``sources`` in the manifest.
+
+An import refuses, naming the label file and line, a raw_file outside the label file's folder
+and a number JSON does not allow (NaN, Infinity, 1e400); it writes into a hidden folder that
+replaces --out only at the end (perception.dataset.output).
 """
 
 from __future__ import annotations
@@ -34,21 +38,24 @@ from perception.dataset.convert import (
     ImportReport,
     SourceFrame,
     frame_image_name,
+    inside_root,
     read_image_size,
     safe_id,
     select_clips,
     write_imported_clip,
 )
+from perception.dataset.output import staged_dataset_dir
 from perception.dataset.schema import (
     ClipMeta,
     Dataset,
     FormatError,
     FrameLabel,
     Lane,
+    open_text,
     write_manifest,
 )
 from serving.contract import LANE_SLOTS
-from serving.files import atomic_write_text
+from serving.files import atomic_write_text, loads_finite
 from serving.geometry import Calib
 
 if TYPE_CHECKING:  # tusimple_extras builds on the BDD100K importer, which builds on this
@@ -150,7 +157,7 @@ def label_files(root: Path) -> list[Path]:
 
 def read_records(path: Path) -> Iterator[TuSimpleRecord]:
     """Parse one TuSimple label file; a malformed line is a FormatError naming file and line."""
-    with path.open() as f:
+    with open_text(path) as f:
         for n, line in enumerate(f, 1):
             if line.strip():
                 yield _parse_record(path, n, line)
@@ -159,10 +166,12 @@ def read_records(path: Path) -> Iterator[TuSimpleRecord]:
 def _parse_record(path: Path, n: int, line: str) -> TuSimpleRecord:
     origin = f"{path}: line {n}"
     try:
-        d = json.loads(line)
-        raw_file, h_samples = str(d["raw_file"]), [int(h) for h in d["h_samples"]]
+        d = loads_finite(line)
+        raw_file, h_samples = d["raw_file"], [int(h) for h in d["h_samples"]]
         lanes = [[float(x) for x in lane] for lane in d["lanes"]]
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        if not isinstance(raw_file, str):
+            raise TypeError(f"raw_file {raw_file!r} is not a path")
+    except (KeyError, TypeError, ValueError) as e:  # JSON errors are ValueErrors
         raise FormatError(f"{origin}: malformed TuSimple label ({type(e).__name__}: {e})") from None
     if len(set(h_samples)) != len(h_samples):
         raise FormatError(f"{origin}: h_samples repeat a row")
@@ -170,7 +179,8 @@ def _parse_record(path: Path, n: int, line: str) -> TuSimpleRecord:
         if len(lane) != len(h_samples):
             raise FormatError(f"{origin}: lane {i} has {len(lane)} xs for {len(h_samples)} rows")
     slots = _parse_slots(origin, d.get("slots"), len(lanes))
-    return TuSimpleRecord(origin, path.parent / raw_file, raw_file, lanes, h_samples, slots)
+    image = inside_root(path.parent, raw_file, f"{origin}: raw_file")
+    return TuSimpleRecord(origin, image, raw_file, lanes, h_samples, slots)
 
 
 def _parse_slots(origin: str, slots: object, n_lanes: int) -> list[str] | None:
@@ -294,20 +304,22 @@ def import_tusimple(
             groups[clip_id_for(rec.raw_file)].append(rec)
     report = ImportReport(out)
     clips = []
-    for clip_id in tqdm(sorted(groups), desc="tusimple", unit="clip", disable=not progress):
-        clips.append(_import_clip(clip_id, groups[clip_id], out / "clips", link, report, extras))
-        report.clips += 1
-        report.frames += clips[-1]["num_frames"]
-    if extras is not None:
-        extras.count_unused(report)
-    importer = {
-        "name": "perception.dataset.tusimple",
-        "source_root": str((Path(root) if root else files[0].parent).resolve()),
-        "label_files": [p.name for p in files],
-        **(extras.provenance() if extras is not None else {}),
-        "dropped": dict(report.dropped),
-    }
-    write_manifest(out, "tusimple", clips=clips, importer=importer)
+    with staged_dataset_dir(out) as stage:  # out replaced only once everything is written
+        for clip_id in tqdm(sorted(groups), desc="tusimple", unit="clip", disable=not progress):
+            recs = groups[clip_id]
+            clips.append(_import_clip(clip_id, recs, stage / "clips", link, report, extras))
+            report.clips += 1
+            report.frames += clips[-1]["num_frames"]
+        if extras is not None:
+            extras.count_unused(report)
+        importer = {
+            "name": "perception.dataset.tusimple",
+            "source_root": str((Path(root) if root else files[0].parent).resolve()),
+            "label_files": [p.name for p in files],
+            **(extras.provenance() if extras is not None else {}),
+            "dropped": dict(report.dropped),
+        }
+        write_manifest(stage, "tusimple", clips=clips, importer=importer)
     return report
 
 

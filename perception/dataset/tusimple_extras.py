@@ -22,6 +22,7 @@ from perception.dataset.convert import ImportReport
 from perception.dataset.schema import FormatError, Obstacle
 from perception.dataset.tusimple import TuSimpleRecord
 from serving.geometry import Calib
+from serving.io import SourceError, load_calib
 
 
 @dataclass
@@ -47,12 +48,10 @@ class ImportExtras:
                 extras.frames[f["name"]] = f.get("labels") or []
         if calib is not None:
             extras.calib_path = Path(calib)
-            try:
-                extras.calib = Calib.load(calib)
-            except FileNotFoundError:
-                raise FormatError(f"{calib}: missing calibration file") from None
-            except (ValueError, TypeError) as e:
-                raise FormatError(f"{calib}: not a calibration ({e})") from None
+            try:  # refuses what would give NaN downstream: fx of 0, a negative height
+                extras.calib = load_calib(calib)
+            except SourceError as e:
+                raise FormatError(str(e)) from None
         return extras
 
     def _frame_for(self, raw_file: str) -> str | None:
