@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "perception.calibrate": ("calibrate",),
     "perception.train": ("train",),
     "perception.evaluate": ("evaluate",),
+    "perception.eval_real": ("evaluate-real",),
     "perception.export": ("export", "parity", "quantize", "model-card"),
     "perception.demo": ("demo",),
     "perception.bench": ("bench",),

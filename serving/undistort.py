@@ -190,7 +190,7 @@ def distort_boxes(boxes: np.ndarray, calib: Calib) -> np.ndarray:
     ys = y1 + (y2 - y1) * t  # [N, S] along the left and right edges
     u = np.concatenate([xs, xs, np.broadcast_to(x1, ys.shape), np.broadcast_to(x2, ys.shape)], 1)
     v = np.concatenate([np.broadcast_to(y1, xs.shape), np.broadcast_to(y2, xs.shape), ys, ys], 1)
-    d = calib.distort_pixels(np.stack([u.ravel(), v.ravel()], axis=1)).reshape(len(b), -1, 2)
+    d = calib.distort_pixels(np.stack([u.ravel(), v.ravel()], axis=1)).reshape(*u.shape, 2)
     w, h = calib.image_width - 1.0, calib.image_height - 1.0
     out = np.stack(
         [

@@ -127,3 +127,4 @@ def test_distort_prediction_puts_lanes_and_boxes_on_the_lens_image():
     # without distortion nothing moves
     assert distort_prediction(pred, PINHOLE) is pred
     np.testing.assert_allclose(distort_boxes(boxes, PINHOLE), boxes)
+    assert distort_boxes(np.zeros((0, 4), np.float32), LENS).shape == (0, 4)
