@@ -20,6 +20,9 @@ import numpy as np
 from tqdm import tqdm
 
 from perception.bench_naive import NaiveLoop
+from perception.dataset.schema import Dataset
+from perception.dataset.split import load_splits
+from perception.errors import UserError, first_line, loading
 from serving import overlay
 from serving.bench_stats import Profile, describe, with_units
 from serving.geometry import Calib
@@ -48,10 +51,7 @@ def load_frames(
     """Decode up to max_distinct frames of the test split's clips into memory, the same
     number of consecutive frames from each clip (tracking sees real motion). Returns the
     frames, the first clip's calibration and the clip ids used."""
-    try:
-        ids = [str(i) for i in json.loads(splits.read_text())["test"]]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{splits}: no readable 'test' list ({e})") from None
+    ids = load_splits(splits)["test"]  # FormatError naming the file
     if not ids:
         raise ValueError(f"{splits}: field 'test': no clips")
     per = max(1, math.ceil(max_distinct / len(ids)))
@@ -59,7 +59,7 @@ def load_frames(
     used: list[str] = []
     calib: Calib | None = None
     for cid in ids:
-        path = data / "clips" / cid
+        path = Dataset(data).clip(cid).path  # refuses a clip id that leaves clips/
         if not path.is_dir():
             raise FileNotFoundError(f"{path}: test clip listed in {splits} is missing")
         with ClipSource(path) as src:
@@ -86,7 +86,8 @@ class TorchLoop:
         torch.set_num_threads(threads)
         self.torch = torch
         self.dev = torch.device("cuda" if use_cuda else "cpu")
-        self.net = load_model(model, self.dev)
+        with loading(model, "model file written by perception train"):  # one line, not torch's
+            self.net = load_model(model, self.dev)
         c = self.net.contract
         self.contract, self.calib = c, calib
         self.pre = Preprocessor(c)
@@ -172,8 +173,8 @@ def build_variant(name: str, p: Profile, models: Path, calib: Calib, gpu: bool) 
     else:
         try:
             v.step = _make_step(name, path, p, calib, gpu, v)
-        except (RuntimeError, ValueError) as e:
-            v.status = f"skipped: {str(e).splitlines()[0]}"
+        except (RuntimeError, ValueError, UserError) as e:
+            v.status = f"skipped: {first_line(e)}"
     return v
 
 

@@ -4,7 +4,6 @@ metrics and plots files, TuSimple and COCO exports, a slice chart and a stdout t
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +17,7 @@ from perception.metrics import culane, distance, tusimple
 from perception.metrics.detection import CocoEvaluator
 from perception.params import EvaluateParams
 from serving.contract import CLASS_NAMES
-from serving.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from serving.files import atomic_write_bytes, atomic_write_json, atomic_write_text, dumps_strict
 
 if TYPE_CHECKING:
     from perception.evaluate import Frame, FrameResult, Run
@@ -215,7 +214,7 @@ def _tusimple_lines(frames: Sequence[Frame], run: Run | None) -> str:
                 "h_samples": list(f.h_samples),
                 "run_time": round(r.run_time_ms, 3),
             }
-        lines.append(json.dumps(d, separators=(",", ":")) + "\n")
+        lines.append(dumps_strict(d, separators=(",", ":")) + "\n")
     return "".join(lines)
 
 

@@ -37,10 +37,11 @@ from perception.dataset.coco import coco_categories, coco_image, obstacle_to_coc
 from perception.dataset.schema import Clip, Dataset, FormatError, FrameLabel
 from perception.dataset.split import load_splits
 from perception.dataset.tusimple import lanes_to_tusimple_xs
-from perception.errors import UserError
+from perception.errors import UserError, loading
 from perception.eval_report import print_table, score_runs, write_outputs
 from perception.params import EvaluateParams, load_params, section
 from serving.geometry import Calib
+from serving.io import read_image
 from serving.postprocess import FramePrediction, Lanes
 from serving.undistort import UndistortingPreprocessor, distort_prediction
 
@@ -166,7 +167,11 @@ def coco_ground_truth(
         images.append(coco_image(f.image_id, f.clip, f.label, root, f.size))
         min_h = p.min_box_height_px * f.size[1] / 720.0
         for obs in f.label.obstacles:
-            ann = obstacle_to_coco_annotation(obs, len(anns) + 1, f.image_id)
+            try:
+                ann = obstacle_to_coco_annotation(obs, len(anns) + 1, f.image_id)
+            except ValueError as e:  # an unknown class, a box of other than 4 numbers
+                where = f.clip.path / "labels.jsonl"
+                raise FormatError(f"{where}: frame {f.label.frame}: {e}") from None
             if ann["bbox"][3] < min_h or obs.occlusion > p.max_occlusion:
                 ann["iscrowd"] = 1
             anns.append(ann)
@@ -179,10 +184,8 @@ def coco_ground_truth(
 
 
 def _read(path: Path) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise FormatError(f"{path}: missing or unreadable image")
-    return img
+    """BGR; a regular image file within the size cap, else a SourceError naming it."""
+    return read_image(path, cv2.IMREAD_COLOR)
 
 
 def decoded(frames: Sequence[Frame], ahead: int = 4) -> Iterator[np.ndarray]:
@@ -204,11 +207,17 @@ def predict_one(predictor: Predictor, img: np.ndarray, frame: Frame) -> FrameRes
     pred = predictor(img, frame.calib, rows)
     ms = (time.perf_counter() - t0) * 1000.0
     d = pred.detections
+    boxes = np.asarray(d.boxes, np.float32).reshape(-1, 4)
+    scores = np.asarray(d.scores, np.float32)
+    finite = np.isfinite(boxes).all(axis=1) & np.isfinite(scores)  # a broken model's NaN
+    lanes = [
+        np.where(np.isfinite(xs), xs, -2.0) for xs in resample_lanes(pred.lanes, frame.h_samples)
+    ]
     return FrameResult(
-        resample_lanes(pred.lanes, frame.h_samples),
-        np.asarray(d.boxes, np.float32).reshape(-1, 4),
-        np.asarray(d.scores, np.float32),
-        np.asarray(d.classes, np.int64),
+        lanes,
+        boxes[finite],
+        scores[finite],
+        np.asarray(d.classes, np.int64)[finite],
         ms,
     )
 
@@ -283,14 +292,21 @@ def evaluate(
 
 
 def load_model_predictor(path: str) -> Predictor:
-    """perception.model.predict.load_predictor, imported only when a model is asked for."""
-    if not Path(path).is_file():
-        raise UserError(f"{path}: missing model file")
+    """perception.model.predict.load_predictor, imported only when a model is asked for. A
+    .pt that torch cannot load (corrupt, pickled code, another format) is one line."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(
+            f"{path}: " + ("not a regular file" if p.exists() else "missing model file")
+        )
     try:
         from perception.model.predict import load_predictor
     except ImportError as e:
         raise UserError(f"cannot load models here ({e})") from None
-    return load_predictor(path)
+    if p.suffix != ".pt":
+        return load_predictor(path)  # ONNX: serving.engine's errors are one line already
+    with loading(path, "model file written by perception train"):
+        return load_predictor(path)
 
 
 def _cmd(args: argparse.Namespace) -> int:

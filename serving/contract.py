@@ -8,6 +8,7 @@ when the model exists; at run time serving reads all of it back from the ONNX fi
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -72,6 +73,28 @@ class ModelContract:
     max_detections: int = 100
     version: int = CONTRACT_VERSION
 
+    def __post_init__(self) -> None:
+        """Refuse a contract that would break the loop later (a ZeroDivisionError, NaN
+        inputs, an output read with the wrong layout): ContractError naming the key."""
+        for key in ("input_width", "input_height", "lane_cells", "stride", "max_detections"):
+            _need(key, getattr(self, key), _whole(getattr(self, key)), "a positive whole number")
+        for key in ("input_width", "input_height"):
+            v = getattr(self, key)
+            _need(key, v, v % self.stride == 0, f"a multiple of the stride {self.stride}")
+        _need("input_name", self.input_name, _names(self.input_name, 1), "a name")
+        _need("input_layout", self.input_layout, self.input_layout == "NCHW", '"NCHW"')
+        _need("mean", self.mean, _numbers(self.mean, 3), "3 finite numbers")
+        ok = _numbers(self.std, 3) and min(self.std) > 0
+        _need("std", self.std, ok, "3 finite numbers above 0")
+        for key in ("class_names", "lane_slots"):
+            v = getattr(self, key)
+            _need(key, v, _names(v), "a list of distinct names")
+        ok = _numbers(self.row_anchors) and all(0.0 <= r <= 1.0 for r in self.row_anchors)
+        _need("row_anchors", self.row_anchors, ok, "fractions of the image height, 0 to 1")
+        for key in ("score_threshold", "nms_iou", "lane_exist_threshold"):
+            v = getattr(self, key)
+            _need(key, v, _numbers((v,)) and 0.0 <= v <= 1.0, "a number from 0 to 1")
+
     @property
     def grid(self) -> tuple[int, int]:
         """(rows, cols) of the heatmap."""
@@ -83,18 +106,66 @@ class ModelContract:
 
     @classmethod
     def from_metadata(cls, meta: dict[str, str], source: str = "model") -> ModelContract:
+        """The contract from ONNX metadata_props; ContractError naming source and the key
+        when one is missing, not JSON or not a value the loop can run with."""
         if "contract.version" not in meta:
             raise ContractError(f"{source}: no model contract in its metadata")
-        version = json.loads(meta["contract.version"])
-        if version != CONTRACT_VERSION:
-            raise ContractError(
-                f"{source}: contract version {version}, this code speaks {CONTRACT_VERSION}"
-            )
         values: dict[str, Any] = {}
         for f in fields(cls):
             key = f"contract.{f.name}"
             if key not in meta:
                 raise ContractError(f"{source}: contract lacks {f.name}")
-            v = json.loads(meta[key])
+            try:
+                v = json.loads(meta[key], parse_constant=_no_constant)
+            except ValueError as e:
+                raise ContractError(f"{source}: {key}: not JSON ({e})") from None
             values[f.name] = tuple(v) if isinstance(v, list) else v
-        return cls(**values)
+        if values["version"] != CONTRACT_VERSION:
+            raise ContractError(
+                f"{source}: contract version {values['version']!r}, this code speaks "
+                f"{CONTRACT_VERSION}"
+            )
+        try:
+            return cls(**values)
+        except ContractError as e:
+            raise ContractError(f"{source}: {e}") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _need(key: str, value: object, ok: bool, what: str) -> None:
+    if not ok:
+        try:
+            text = json.dumps(value)
+        except (TypeError, ValueError):
+            text = repr(value)
+        raise ContractError(f"contract.{key}: {text[:60]}, must be {what}")
+
+
+def _whole(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+def _numbers(v: object, n: int | None = None) -> bool:
+    """v is a tuple of finite numbers (of length n when given)."""
+    return (
+        isinstance(v, tuple)
+        and (n is None or len(v) == n)
+        and len(v) > 0
+        and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
+        and all(math.isfinite(x) for x in v)
+    )
+
+
+def _names(v: object, n: int | None = None) -> bool:
+    """v is a non-empty name, or a tuple of distinct ones (n: a single string)."""
+    if n == 1:
+        return isinstance(v, str) and bool(v)
+    return (
+        isinstance(v, tuple)
+        and len(v) > 0
+        and all(isinstance(x, str) and x for x in v)
+        and len(set(v)) == len(v)
+    )

@@ -15,7 +15,15 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from serving.contract import OUTPUT_NAMES, ContractError, ModelContract
+from serving.contract import (
+    BOX,
+    HEATMAP,
+    LANE_EXIST,
+    LANE_LOGITS,
+    OUTPUT_NAMES,
+    ContractError,
+    ModelContract,
+)
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
@@ -26,6 +34,10 @@ PROVIDERS = {
 
 class EngineError(RuntimeError):
     """The runtime cannot do what was asked (missing provider, unreadable model)."""
+
+
+class ModelFileError(EngineError, ValueError):
+    """A model file that cannot be loaded: bad input, not a fault of the runtime."""
 
 
 def resolve_providers(device: str) -> list[str]:
@@ -61,6 +73,28 @@ def read_contract(path: str | Path) -> ModelContract:
     return ModelContract.from_metadata(meta, source=str(path))
 
 
+def check_output_shapes(c: ModelContract, shapes: dict[str, list], path: str | Path) -> None:
+    """The model's output shapes (batch axis first, symbolic dimensions as strings) against
+    what the contract makes of them: ContractError naming the file, the output and the
+    contract key, so that a class count that does not match the heatmap fails at load and
+    not at the first frame."""
+    gh, gw = c.grid
+    n_cls, n_l, n_r = len(c.class_names), len(c.lane_slots), len(c.row_anchors)
+    want = {
+        HEATMAP: ([n_cls, gh, gw], "class_names, input size / stride"),
+        BOX: ([4, gh, gw], "input size / stride"),
+        LANE_LOGITS: ([n_l, n_r, c.lane_cells + 1], "lane_slots, row_anchors, lane_cells"),
+        LANE_EXIST: ([n_l], "lane_slots"),
+    }
+    for name, (dims, keys) in want.items():
+        got = list(shapes[name])[1:]
+        fixed = [(g, w) for g, w in zip(got, dims, strict=False) if isinstance(g, int)]
+        if len(got) != len(dims) or any(g != w for g, w in fixed):
+            raise ContractError(
+                f"{path}: output {name} is {got}, the contract ({keys}) makes it {dims}"
+            )
+
+
 class Engine:
     """One ONNX Runtime session with IO binding for batch-1 inference."""
 
@@ -70,6 +104,8 @@ class Engine:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"{path}: missing model file")
+        if not path.is_file():  # a FIFO would block onnxruntime's read forever
+            raise ModelFileError(f"{path}: not a regular file")
         t0 = time.perf_counter()
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
@@ -81,7 +117,7 @@ class Engine:
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=self.providers)
         except Exception as e:  # ORT raises its own exception types
-            raise EngineError(
+            raise ModelFileError(
                 f"{path}: onnxruntime cannot load it ({str(e).splitlines()[0]})"
             ) from None
         meta = self.session.get_modelmeta().custom_metadata_map
@@ -102,6 +138,8 @@ class Engine:
         names = [o.name for o in self.session.get_outputs()]
         if tuple(names) != OUTPUT_NAMES:
             raise ContractError(f"{path}: outputs {names}, the contract says {OUTPUT_NAMES}")
+        shapes = {o.name: o.shape for o in self.session.get_outputs()}
+        check_output_shapes(c, shapes, path)
         self.input_dtype = np.float16 if "float16" in inp[0].type else np.float32
 
     def _bind(self) -> None:

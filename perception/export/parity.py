@@ -19,6 +19,7 @@ from perception.dataset.schema import Dataset
 from perception.train import load_model
 from serving.contract import OUTPUT_NAMES
 from serving.engine import Engine
+from serving.io import read_image
 from serving.postprocess import NO_POINT, FramePrediction, Postprocessor
 from serving.preprocess import Preprocessor
 
@@ -75,10 +76,7 @@ def parity_frames(data: str, clip_ids: list[str], n: int) -> list[np.ndarray]:
     frames = []
     for i in np.linspace(0, len(items) - 1, min(n, len(items))).astype(int):
         clip, lb = items[i]
-        img = cv2.imread(str(clip.frame_path(lb)))
-        if img is None:
-            raise ValueError(f"{clip.frame_path(lb)}: unreadable image")
-        frames.append(img)
+        frames.append(read_image(clip.frame_path(lb), cv2.IMREAD_COLOR))
     return frames
 
 

@@ -29,6 +29,7 @@ from perception.dataset.schema import Dataset
 from perception.export.onnx_export import metadata, set_metadata
 from serving.engine import read_contract
 from serving.files import atomic_write_bytes
+from serving.io import read_image
 from serving.preprocess import Preprocessor
 
 
@@ -51,10 +52,7 @@ def calibration_frames(
     items = [(clip, lb) for cid in clip_ids for clip in [ds.clip(cid)] for lb in clip.labels]
     for i in np.linspace(0, len(items) - 1, min(n, len(items))).astype(int):
         clip, lb = items[i]
-        bgr = cv2.imread(str(clip.frame_path(lb)))
-        if bgr is None:
-            raise ValueError(f"{clip.frame_path(lb)}: unreadable image")
-        yield pre(bgr).copy()
+        yield pre(read_image(clip.frame_path(lb), cv2.IMREAD_COLOR)).copy()
 
 
 def quantize_int8(src: str | Path, out: str | Path, frames: Iterator[np.ndarray]) -> Path:
