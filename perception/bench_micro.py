@@ -14,10 +14,16 @@ import numpy as np
 from perception.bench_naive import naive_preprocess, numpy_nms_per_class, numpy_peaks
 from serving.bench_stats import describe, with_units
 from serving.contract import ModelContract
+from serving.geometry import Calib
 from serving.postprocess import decode_boxes, nms
 from serving.preprocess import Preprocessor
+from serving.undistort import UndistortingPreprocessor
 
 MICRO_SIZE = (1280, 720)  # (width, height) of the frames the preprocessing is timed on
+# a dashcam with strong barrel distortion (the real set's calibration, data/real/calib.json):
+# the undistorting kernel's cost hardly depends on the coefficients, only on there being any
+BENCH_LENS = Calib(1280, 720, 1158.8, 1154.1, 669.6, 388.1, 1.25,
+                   dist=(-0.257, 0.043, -0.0007, 0.0001, -0.115))  # fmt: skip
 
 
 def interleaved(fns: dict[str, Callable[[int], object]], reps: int, warmup: int = 3) -> dict:
@@ -43,20 +49,34 @@ def _ratio(a: dict[str, Any], b: dict[str, Any]) -> float:
 def bench_preprocess(frames: list[np.ndarray], c: ModelContract, reps: int) -> dict[str, Any]:
     """The serving Preprocessor vs cv2.dnn.blobFromImage vs the numpy chain, on frames
     resized to 1280x720 BGR, same output size (contract input), mean/std scaling, BGR->RGB.
-    blobFromImage takes one scale for all channels: 1 / mean(std)."""
+    blobFromImage takes one scale for all channels: 1 / mean(std). Lens undistortion
+    (BENCH_LENS): the serving kernel with its sampling map at model resolution, against a
+    full-frame cv2.remap (maps precomputed) followed by the plain kernel."""
     src = [f if f.shape[1::-1] == MICRO_SIZE else cv2.resize(f, MICRO_SIZE) for f in frames[:8]]
     pre = Preprocessor(c)
     pre.warmup()
     size, mean, scale = (c.input_width, c.input_height), c.mean, 1.0 / float(np.mean(c.std))
 
+    undistort = UndistortingPreprocessor(c, BENCH_LENS)
+    undistort.warmup()
+    lens = BENCH_LENS
+    mx, my = cv2.initUndistortRectifyMap(
+        lens.K, np.array(lens.dist), None, lens.K, MICRO_SIZE, cv2.CV_16SC2
+    )
+
     def blob(r: int) -> object:
         return cv2.dnn.blobFromImage(src[r % len(src)], scale, size, mean, swapRB=True)
+
+    def remap_then_serving(r: int) -> object:
+        return pre(cv2.remap(src[r % len(src)], mx, my, cv2.INTER_LINEAR))
 
     stats = interleaved(
         {
             "serving": lambda r: pre(src[r % len(src)]),
             "blobFromImage": blob,
             "numpy_chain": lambda r: naive_preprocess(src[r % len(src)], c),
+            "serving_undistort": lambda r: undistort(src[r % len(src)]),
+            "cv2_remap+serving": remap_then_serving,
         },
         reps,
     )
@@ -66,6 +86,8 @@ def bench_preprocess(frames: list[np.ndarray], c: ModelContract, reps: int) -> d
         "methods": stats,
         "blob_over_serving_p50": _ratio(stats["blobFromImage"], stats["serving"]),
         "numpy_over_serving_p50": _ratio(stats["numpy_chain"], stats["serving"]),
+        "undistort_over_serving_p50": _ratio(stats["serving_undistort"], stats["serving"]),
+        "remap_over_undistort_p50": _ratio(stats["cv2_remap+serving"], stats["serving_undistort"]),
     }
 
 

@@ -220,8 +220,15 @@ def _micro_rows(m: dict[str, Any]) -> list[str]:
         "",
         f"blobFromImage / serving: {pre['blob_over_serving_p50']:.2f}x; numpy chain / "
         f"serving: {pre['numpy_over_serving_p50']:.2f}x",
-        "",
     ]
+    if "undistort_over_serving_p50" in pre:  # results written before lens undistortion
+        out += [
+            "",
+            f"lens undistortion in the pass / plain: {pre['undistort_over_serving_p50']:.2f}x; "
+            f"full-frame cv2.remap + plain / undistortion in the pass: "
+            f"{pre['remap_over_undistort_p50']:.2f}x",
+        ]
+    out += [""]
     out += _table(
         [f"decode / NMS ({dec['candidates']} candidates)", "p50", "p99"],
         [[k, v["p50_ms"], v["p99_ms"]] for k, v in dec["methods"].items()],
