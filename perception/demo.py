@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     source = open_source(spec, args.calib)
     with source:
         calib = source.calib_or_default()
-        rt = Runtime(args.model, calib, args.device, args.threads)
+        rt = Runtime(args.model, calib, args.device, args.threads, undistort=args.undistort)
         rt.for_size(*source.size)
         outputs = _Outputs(args, source)
         video, jsonl = outputs.video, outputs.jsonl
@@ -227,6 +227,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "tensorrt", "auto"))
     p.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
     p.add_argument("--calib", help="calibration JSON (default: the clip's, else a default)")
+    p.add_argument(
+        "--undistort",
+        action="store_true",
+        help="undistort frames in the preprocessing pass (a calibration with lens distortion)",
+    )
     p.add_argument("--realtime", action="store_true", help="paced at the source frame rate")
     p.add_argument("--show", action="store_true", help="show a window")
     p.add_argument("--clip", help="clip id when INPUT is a dataset root")

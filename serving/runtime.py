@@ -22,6 +22,7 @@ from serving.geometry import Calib, LaneGeometry
 from serving.postprocess import FramePrediction, Postprocessor
 from serving.preprocess import Preprocessor
 from serving.tracking import LaneSmoother, Track, Tracker, read_scene
+from serving.undistort import UndistortingPreprocessor, distort_prediction
 
 
 def configure_threads(ort_threads: int, numba_threads: int = 1, cv2_threads: int = 1) -> None:
@@ -51,12 +52,29 @@ class Result:
 
 
 class Runtime:
-    def __init__(self, model: str, calib: Calib, device: str = "cpu", threads: int = 2):
+    """undistort: with a calibration that has lens distortion, the preprocessing pass
+    undistorts (serving.undistort) and the decoded lanes and boxes are mapped back onto the
+    recorded image, so that everything after decode stays in source pixels; without
+    distortion it changes nothing."""
+
+    def __init__(
+        self,
+        model: str,
+        calib: Calib,
+        device: str = "cpu",
+        threads: int = 2,
+        undistort: bool = False,
+    ):
         t0 = time.perf_counter()
         self.engine = Engine(model, device, threads)
         self.contract = self.engine.contract
         self.calib = calib
-        self.pre = Preprocessor(self.contract)
+        self.undistort = undistort and calib.has_distortion
+        self.pre = (
+            UndistortingPreprocessor(self.contract, calib)
+            if self.undistort
+            else Preprocessor(self.contract)
+        )
         self.pre.out = self.engine.input  # zero copy into the bound input buffer
         self.post = Postprocessor(self.contract, calib.image_width, calib.image_height)
         self.smoother = LaneSmoother()
@@ -73,6 +91,8 @@ class Runtime:
         """Adapt to the source's frame size (decode scales to it)."""
         if (width, height) != (self.post.width, self.post.height):
             self.calib = self.calib.scaled(width, height)
+            if isinstance(self.pre, UndistortingPreprocessor):
+                self.pre.calib = self.calib
             self.post = Postprocessor(self.contract, width, height)
             self.tracker = Tracker(self.calib)
 
@@ -88,6 +108,8 @@ class Runtime:
         heat, box, lanes, exist = self.engine.run()
         t2 = clock()
         pred = self.post(heat[0], box[0], lanes[0], exist[0])
+        if self.undistort:
+            pred = distort_prediction(pred, self.calib)
         pred.lanes = self.smoother(pred.lanes)
         t3 = clock()
         lane, tracks, warn = read_scene(pred, self.calib, self.tracker, t_s, speed_mps)

@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 from perception.cli import main
-from perception.dataset.schema import FrameLabel, Lane, Obstacle
+from perception.dataset.schema import Dataset, FrameLabel, Lane, Obstacle
 from perception.eval_real import score_frame, vehicle_matches
 from perception.evaluate import Frame, FrameResult
 from serving.contract import CLASS_NAMES
@@ -100,3 +101,24 @@ def test_evaluate_real_writes_metrics_overlays_and_summary(
     assert main([*argv, "--out", str(tmp_path / "ev"), "--undistort"]) == 0
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert metrics["model+undistort"]["frames"] == 8
+
+
+def test_demo_runtime_and_evaluation_undistort_alike(real_dataset: Path, onnx_model: Path):
+    """The loop (serving.runtime.Runtime, undistort=True) and evaluation's
+    UndistortingPredictor answer the same on a real frame: one preprocessing and decode."""
+    from perception.evaluate import UndistortingPredictor, load_model_predictor
+    from serving.runtime import Runtime
+    from serving.undistort import UndistortingPreprocessor
+
+    ds = Dataset(real_dataset)
+    (clip,) = ds.clips()
+    img = cv2.imread(str(clip.frame_path(clip.labels[2])))
+    rt = Runtime(str(onnx_model), clip.calib, undistort=True)
+    assert isinstance(rt.pre, UndistortingPreprocessor)
+    got = rt(img, 0.0, None, {}).pred
+    want = UndistortingPredictor(load_model_predictor(str(onnx_model)))(img, clip.calib, None)
+    np.testing.assert_allclose(got.lanes.xs, want.lanes.xs, atol=1e-3)
+    np.testing.assert_allclose(got.detections.boxes, want.detections.boxes, atol=1e-3)
+    # without distortion the flag changes nothing
+    plain = Runtime(str(onnx_model), Calib.default(), undistort=True)
+    assert not plain.undistort and not isinstance(plain.pre, UndistortingPreprocessor)
