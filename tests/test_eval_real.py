@@ -113,10 +113,12 @@ def test_demo_runtime_and_evaluation_undistort_alike(real_dataset: Path, onnx_mo
     ds = Dataset(real_dataset)
     (clip,) = ds.clips()
     img = cv2.imread(str(clip.frame_path(clip.labels[2])))
+    assert img is not None
+    rows = np.asarray(clip.meta.h_samples, np.float32)
     rt = Runtime(str(onnx_model), clip.calib, undistort=True)
     assert isinstance(rt.pre, UndistortingPreprocessor)
     got = rt(img, 0.0, None, {}).pred
-    want = UndistortingPredictor(load_model_predictor(str(onnx_model)))(img, clip.calib, None)
+    want = UndistortingPredictor(load_model_predictor(str(onnx_model)))(img, clip.calib, rows)
     np.testing.assert_allclose(got.lanes.xs, want.lanes.xs, atol=1e-3)
     np.testing.assert_allclose(got.detections.boxes, want.detections.boxes, atol=1e-3)
     # without distortion the flag changes nothing
