@@ -21,10 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
+from perception.cli import UserError
 from perception.dataset.split import load_splits
 from perception.model import loss as losses
 from perception.model.data import FrameCache, TrainSet
@@ -96,15 +98,34 @@ def model_file(net: PerceptionNet, params: TrainParams, extra: dict[str, Any]) -
     }
 
 
+def load_torch_file(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """torch.load with weights_only (never unpickles code); a corrupt, truncated or pickled
+    file is one UserError naming it, not a torch traceback."""
+    try:
+        blob = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing file") from None
+    except Exception as e:  # zip, pickle and unpickler errors all mean "not our file"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{path}: not a readable weights-only torch file ({first[:120]})") from None
+    if not isinstance(blob, dict):
+        raise UserError(f"{path}: not a file written by perception train")
+    return blob
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> PerceptionNet:
     """Rebuild the network saved by `perception train` (weights only: no pickled code)."""
-    blob = torch.load(path, map_location=device, weights_only=True)
-    if not isinstance(blob, dict) or blob.get("format") != "perception-model/1":
-        raise ValueError(f"{path}: not a model file written by perception train")
-    contract = ModelContract(**_tuples(blob["contract"]))
-    cfg = NetConfig(**_tuples(blob["net"]))
-    net = PerceptionNet(contract, cfg)
-    net.load_state_dict(blob["state_dict"])
+    blob = load_torch_file(path, device)
+    if blob.get("format") != "perception-model/1":
+        raise UserError(f"{path}: not a model file written by perception train")
+    try:
+        contract = ModelContract(**_tuples(blob["contract"]))
+        cfg = NetConfig(**_tuples(blob["net"]))
+        net = PerceptionNet(contract, cfg)
+        net.load_state_dict(blob["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{path}: model file does not match this network ({first[:120]})") from None
     return net.eval()
 
 
@@ -174,7 +195,11 @@ def train(
     p: TrainParams,
     resume: bool = False,
     progress: bool = True,
+    stop_after: int | None = None,
 ) -> dict[str, float]:
+    """Train on the train clips of splits_path, pick the epoch with the lowest validation
+    loss, write it to `out`; a checkpoint after every epoch. stop_after: end after that many
+    epochs in all (an interrupted run, for --resume), without writing `out`."""
     d = setup_dist()
     d.amp = amp_dtype(d.device, p.precision)
     d.progress = progress
@@ -196,56 +221,132 @@ def train(
     steps = max(20, p.epochs * len(dl))  # OneCycleLR needs a few steps per phase
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, p.lr, total_steps=steps, pct_start=0.1)
     scaler = torch.amp.GradScaler(enabled=d.amp == torch.float16)
-    start = 0
-    if resume and Path(checkpoint).exists():
-        ck = torch.load(checkpoint, map_location=d.device, weights_only=True)
-        raw.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
-        sched.load_state_dict(ck["sched"])
-        start = int(ck["epoch"]) + 1
-    live = _live(live_dir, p, resume and start > 0) if d.main else None
+    state = TrainState()
+    if resume:
+        state = _resume(checkpoint, raw, opt, sched, dl, p, d)
+    live = _live(live_dir, p, resume and state.epoch > 0) if d.main else None
     t0 = time.perf_counter()
-    history: dict[str, float] = {}
-    for epoch in range(start, p.epochs):
+    last = p.epochs if stop_after is None else min(stop_after, p.epochs)
+    for epoch in range(state.epoch, last):
         train_ds.epoch = epoch
         if isinstance(dl.sampler, DistributedSampler):
             dl.sampler.set_epoch(epoch)
         tr = _epoch(net, dl, opt, sched, scaler, d, f"epoch {epoch + 1}/{p.epochs}")
         va = _epoch(net, vdl, None, None, None, d, "val")
+        va_loss = _all_mean(va["loss"], d)
+        if va_loss < state.best_val:  # keep the weights that generalise best, not the last
+            state.best_val, state.best_epoch = va_loss, epoch
+            state.best = {k: v.detach().clone() for k, v in raw.state_dict().items()}
+        state.epoch = epoch + 1
         if d.main:
-            history = {
+            state.history = {
                 **{f"train/{k}": v for k, v in tr.items()},
                 **{f"val/{k}": v for k, v in va.items()},
             }
             assert live is not None
-            for k, v in history.items():
+            for k, v in state.history.items():
                 live.log_metric(k, v)
             live.log_metric("lr", sched.get_last_lr()[0])
             live.next_step()
-            save_atomic(
-                {
-                    "model": raw.state_dict(),
-                    "opt": opt.state_dict(),
-                    "sched": sched.state_dict(),
-                    "epoch": epoch,
-                },
-                checkpoint,
-            )
+            save_atomic(_checkpoint(raw, opt, sched, dl, state, p), checkpoint)
             print(
-                f"epoch {epoch + 1}/{p.epochs}: train {tr['loss']:.3f} val {va['loss']:.3f} "
+                f"epoch {epoch + 1}/{p.epochs}: train {tr['loss']:.3f} val {va['loss']:.3f}"
+                f"{' (best)' if state.best_epoch == epoch else ''} "
                 f"({time.perf_counter() - t0:.0f} s)",
                 flush=True,
             )
-    if d.main:
+    if d.main and last == p.epochs:
         minutes = (time.perf_counter() - t0) / 60
-        save_atomic(model_file(raw, p, {"history": history, "train_minutes": minutes}), out)
+        if state.best is not None:
+            raw.load_state_dict(state.best)
+        # model.pt holds only what the inputs determine (no clock): the same code, params
+        # and data give the same bytes, so a DVC remote filled anywhere serves everyone
+        extra = {"history": state.history, "best_epoch": state.best_epoch}
+        save_atomic(model_file(raw, p, extra), out)
         if live is not None:
             live.summary["train_minutes"] = round(minutes, 2)
+            live.summary["best_epoch"] = state.best_epoch + 1
+            live.summary["best_val_loss"] = round(state.best_val, 4)
             live.end()
     if d.world > 1:
         dist.barrier()
         dist.destroy_process_group()
-    return history
+    return state.history
+
+
+@dataclass
+class TrainState:
+    """What a resumed run needs besides the model, optimiser and schedule."""
+
+    epoch: int = 0  # epochs done
+    best_val: float = float("inf")
+    best_epoch: int = -1
+    best: dict[str, torch.Tensor] | None = None
+    history: dict[str, float] = field(default_factory=dict)
+
+
+def _all_mean(x: float, d: Dist) -> float:
+    """The mean of a per-rank number over the ranks (every rank picks the same best)."""
+    if d.world == 1:
+        return x
+    t = torch.tensor([x], dtype=torch.float64, device=d.device)
+    dist.all_reduce(t)
+    return float(t.item()) / d.world
+
+
+def _checkpoint(
+    raw: nn.Module, opt: Any, sched: Any, dl: DataLoader, state: TrainState, p: TrainParams
+) -> dict[str, Any]:
+    """Everything that makes a resumed run continue exactly as the uninterrupted one: the
+    weights, optimiser and schedule, the random states (dropout, shuffling) and the best
+    weights so far."""
+    gen = getattr(dl.sampler, "generator", None)
+    return {
+        "format": "perception-checkpoint/2",
+        "model": raw.state_dict(),
+        "opt": opt.state_dict(),
+        "sched": sched.state_dict(),
+        "epoch": state.epoch - 1,
+        "epochs": p.epochs,
+        "best_val": state.best_val,
+        "best_epoch": state.best_epoch,
+        "best": state.best,
+        "history": state.history,
+        "torch_rng": torch.get_rng_state(),
+        "sampler_rng": gen.get_state() if gen is not None else None,
+    }
+
+
+def _resume(
+    path: str, raw: nn.Module, opt: Any, sched: Any, dl: DataLoader, p: TrainParams, d: Dist
+) -> TrainState:
+    """Load a checkpoint written by _checkpoint; refuse (one line) a missing or foreign file
+    and a run whose schedule would differ (train.epochs changed: the one-cycle schedule
+    spans all epochs, so it cannot be stretched)."""
+    if not Path(path).is_file():
+        raise UserError(f"{path}: no checkpoint to resume from")
+    ck = load_torch_file(path, d.device)
+    if ck.get("format") != "perception-checkpoint/2":
+        raise UserError(f"{path}: not a checkpoint written by this version of perception train")
+    if int(ck["epochs"]) != p.epochs:
+        raise UserError(
+            f"{path}: written by a run of {ck['epochs']} epochs, train.epochs is {p.epochs}; "
+            "resume with the same epochs, or train afresh"
+        )
+    raw.load_state_dict(ck["model"])
+    opt.load_state_dict(ck["opt"])
+    sched.load_state_dict(ck["sched"])
+    torch.set_rng_state(ck["torch_rng"])
+    gen = getattr(dl.sampler, "generator", None)
+    if gen is not None and ck["sampler_rng"] is not None:
+        gen.set_state(ck["sampler_rng"])
+    return TrainState(
+        int(ck["epoch"]) + 1,
+        float(ck["best_val"]),
+        int(ck["best_epoch"]),
+        ck["best"],
+        dict(ck["history"]),
+    )
 
 
 def _live(live_dir: str, p: TrainParams, resume: bool) -> Any:
@@ -273,6 +374,7 @@ def run(args: argparse.Namespace) -> int:
         p,
         resume=args.resume,
         progress=not args.quiet,
+        stop_after=args.stop_after,
     )
     return 0
 
@@ -287,5 +389,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--epochs", type=int, help="override train.epochs")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    p.add_argument(
+        "--stop-after",
+        type=int,
+        metavar="N",
+        help="stop after N epochs in all, leaving the checkpoint for --resume (time-boxed runs)",
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run)

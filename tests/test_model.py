@@ -33,6 +33,14 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def _iou(a: list[float], b: list[float]) -> float:
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
 def test_targets_round_trip_through_decode(tiny: Path) -> None:
     c = ModelContract()
     checked_boxes = checked_points = 0
@@ -43,20 +51,27 @@ def test_targets_round_trip_through_decode(tiny: Path) -> None:
             t = encode(lb, w, h, clip.meta.h_samples, c)
             heat = (t.heat == 1.0).astype(np.float32)  # ideal network: ones at centres only
             pred = post(heat, t.box, logits_from_targets(t, c), t.lane_exist)
-            got = {
-                (int(k), tuple(np.round(b, 1)))
-                for b, k in zip(pred.detections.boxes, pred.detections.classes, strict=True)
-            }
+            got = list(zip(pred.detections.classes, pred.detections.boxes, strict=True))
             centres = {}
             for ob in lb.obstacles:
                 cx = (ob.box[0] + ob.box[2]) / 2 * c.input_width / w // c.stride
                 cy = (ob.box[1] + ob.box[3]) / 2 * c.input_height / h // c.stride
-                centres.setdefault((c.class_names.index(ob.cls), cx, cy), []).append(ob)
-            for (k, _, _), obs in centres.items():
+                centres.setdefault((cx, cy), []).append(ob)
+            for obs in centres.values():
                 if len(obs) > 1:
-                    continue  # two objects share a centre cell: the smaller one wins it
-                want = (k, tuple(np.round(np.array(obs[0].box, np.float32), 1)))
-                assert want in got, (want, got)
+                    continue  # two objects share a centre cell (and its box): the smaller wins
+                if any(
+                    o is not obs[0] and o.cls == obs[0].cls and _iou(o.box, obs[0].box) > c.nms_iou
+                    for o in lb.obstacles
+                ):
+                    continue  # NMS keeps one of two same-class boxes that overlap this much
+                k = c.class_names.index(obs[0].cls)
+                want = np.array(obs[0].box, np.float32)
+                assert any(int(kk) == k and np.abs(b - want).max() < 0.05 for kk, b in got), (
+                    k,
+                    want,
+                    got,
+                )
                 checked_boxes += 1
             rows = post.rows.astype(np.float64)
             for lane in lb.lanes:
@@ -130,3 +145,115 @@ def test_ddp_two_processes_on_cpu(tiny: Path, tmp_path: Path) -> None:
     assert isinstance(net, PerceptionNet)
     assert (tmp_path / "live" / "metrics.json").exists()
     assert res.stdout.count("epoch 1/1:") == 1, "only rank 0 reports"
+
+
+def test_affine_moves_labels_with_the_pixels_hand_computed() -> None:
+    """A 1000 x 500 source, zoom 2 about (0, 0) then shift by (-100, -50): a box and a lane
+    point land where the same affine puts the pixels (worked out by hand below)."""
+    from perception.dataset.schema import FrameLabel, Lane, Obstacle
+    from perception.model.targets import Affine
+
+    c = ModelContract(row_anchors=(0.5, 0.7), lane_cells=100, stride=8)
+    w, h = 1000, 500
+    lane = Lane("ego_left", [[300.0, 300.0], [320.0, 200.0]], x_at_h=[-2, 320.0, 300.0])
+    ob = Obstacle(1, "car", [200.0, 100.0, 300.0, 200.0])
+    label = FrameLabel(0, "f.jpg", 0, [lane], [ob])
+    aff = Affine(2.0, -100.0, -50.0)
+    t = encode(label, w, h, [100, 200, 300], c, aff=aff)
+    # box: x 200..300 -> 300..500, y 100..200 -> 150..350 (source px); input is 448 x 256,
+    # so x * 0.448, y * 0.512: 134.4..224.0, 76.8..179.2; centre (179.2, 128.0) -> cell (22, 16)
+    iy, ix = np.argwhere(t.box_mask == 1)[0]
+    assert (iy, ix) == (16, 22)
+    px, py = (ix + 0.5) * 8, (iy + 0.5) * 8
+    np.testing.assert_allclose(
+        t.box[:, iy, ix], [px - 134.4, py - 76.8, 224.0 - px, 179.2 - py], atol=1e-3
+    )
+    # lane: source points (300, 300), (320, 200) -> (500, 550), (540, 350); the anchor rows
+    # are 0.5 * 500 = 250 (outside 350..550: no point) and 0.7 * 500 = 350 -> x 540 -> cell 54
+    assert t.lane_cls[0].tolist() == [c.lane_cells, 54]
+    # the image moves the same way: a bright source pixel at (300, 200) lands at (500, 350)
+    m = aff.matrix(1.0, 1.0)
+    np.testing.assert_allclose(m @ np.array([300.0, 200.0, 1.0]), [500.0, 350.0])
+
+
+def test_warped_pixels_and_moved_box_agree() -> None:
+    """The image warp (Affine.matrix at model resolution) and the label transform agree: a
+    white rectangle drawn where a box is ends up inside the box the targets describe."""
+    import cv2
+
+    from perception.dataset.schema import FrameLabel, Obstacle
+    from perception.model.targets import Affine
+
+    c = ModelContract()
+    w, h = 1280, 720
+    sx, sy = c.input_width / w, c.input_height / h
+    box = [400.0, 300.0, 560.0, 420.0]
+    img = np.zeros((c.input_height, c.input_width), np.uint8)
+    cv2.rectangle(
+        img, (round(box[0] * sx), round(box[1] * sy)), (round(box[2] * sx), round(box[3] * sy)),
+        255, -1,
+    )  # fmt: skip
+    for aff in (Affine(1.2, -150.0, -60.0), Affine(0.85, 90.0, 40.0)):
+        warped = cv2.warpAffine(img, aff.matrix(sx, sy), (c.input_width, c.input_height))
+        ys, xs = np.nonzero(warped > 127)
+        t = encode(FrameLabel(0, "f", 0, [], [Obstacle(1, "car", list(box))]), w, h, [], c, aff=aff)
+        iy, ix = np.argwhere(t.box_mask == 1)[0]
+        px, py = (ix + 0.5) * c.stride, (iy + 0.5) * c.stride
+        left, top, r, b = t.box[:, iy, ix]
+        assert abs(xs.min() - (px - left)) <= 1.5 and abs(xs.max() - (px + r)) <= 1.5
+        assert abs(ys.min() - (py - top)) <= 1.5 and abs(ys.max() - (py + b)) <= 1.5
+
+
+def _train_cli(
+    tiny: Path, tmp: Path, capsys: pytest.CaptureFixture[str], *extra: str
+) -> tuple[int, str]:
+    """`perception train` in this process (torch is imported once): exit code and stderr."""
+    from perception.cli import main
+
+    params = tmp / "params.yaml"
+    if not params.exists():
+        params.write_text("train: {epochs: 2, batch_size: 4, seed: 1, max_frames: 12}\n")
+    capsys.readouterr()
+    code = main([
+        "train", "--data", str(tiny), "--splits", str(tmp / "splits.json"),
+        "--model", str(tmp / "model.pt"), "--checkpoint", str(tmp / "ck.pt"),
+        "--live-dir", str(tmp / "live"), "--params", str(params), "--quiet", *extra,
+    ])  # fmt: skip
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_resume_gives_the_same_model_as_an_uninterrupted_run(
+    tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from perception.train import load_model
+
+    weights = []
+    for name, runs in (("once", [()]), ("twice", [("--stop-after", "1"), ("--resume",)])):
+        d = tmp_path / name
+        d.mkdir()
+        run_split(tiny, d / "splits.json", SplitParams(seed=1, val=0.2, test=0.2))
+        for extra in runs:
+            code, err = _train_cli(tiny, d, capsys, *extra)
+            assert code == 0, err
+            if extra == ("--stop-after", "1"):
+                assert (d / "ck.pt").exists() and not (d / "model.pt").exists()
+        weights.append(load_model(d / "model.pt").state_dict())
+    for k, v in weights[0].items():
+        assert torch.equal(v, weights[1][k]), k
+
+
+@pytest.mark.slow
+def test_resume_refuses_a_missing_checkpoint_or_other_epochs(
+    tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_split(tiny, tmp_path / "splits.json", SplitParams(seed=1, val=0.2, test=0.2))
+    code, err = _train_cli(tiny, tmp_path, capsys, "--resume")
+    assert code == 2 and err.strip().count("\n") == 0 and "ck.pt: no checkpoint" in err
+    assert not (tmp_path / "model.pt").exists()
+    assert _train_cli(tiny, tmp_path, capsys, "--stop-after", "1")[0] == 0
+    code, err = _train_cli(tiny, tmp_path, capsys, "--resume", "--epochs", "3")
+    assert code == 2 and "written by a run of 2 epochs" in err
+    (tmp_path / "ck.pt").write_bytes(b"PK\x03\x04 not really a zip")
+    code, err = _train_cli(tiny, tmp_path, capsys, "--resume")
+    assert code == 2 and "ck.pt: not a readable" in err and err.strip().count("\n") == 0

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from perception.dataset.schema import Dataset
+from perception.dataset.schema import TAG_KEYS, Dataset
 from perception.sim.actors import Traffic
 from perception.sim.generate import DataParams, generate
 from perception.sim.render import _CORNERS, Renderer
@@ -54,7 +54,7 @@ def test_dataset_reads_back(tmp_path: Path) -> None:
         assert [lb.frame for lb in labels] == list(range(4))
         img = cv2.imread(str(clip.frame_path(labels[0])))
         assert img.shape == (180, 320, 3)
-        assert set(clip.meta.tags) == {"time_of_day", "weather", "road", "traffic"}
+        assert set(clip.meta.tags) == set(TAG_KEYS)
 
 
 def _cv2_project(calib: Calib, pts: np.ndarray) -> np.ndarray:

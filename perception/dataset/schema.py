@@ -54,7 +54,7 @@ from serving.io import calib_from_dict
 
 SCHEMA_VERSION = 1
 SENSOR_COLUMNS = ("t_ns", "speed_mps", "yaw_rate_rps", "accel_mps2", "steering_rad")
-TAG_KEYS = ("time_of_day", "weather", "road", "traffic")
+TAG_KEYS = ("time_of_day", "weather", "road", "traffic", "kind")
 
 
 class FormatError(ValueError):

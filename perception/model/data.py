@@ -15,7 +15,7 @@ from torch.utils.data import Dataset as TorchDataset
 from tqdm import tqdm
 
 from perception.dataset.schema import Dataset, FrameLabel
-from perception.model.targets import encode
+from perception.model.targets import IDENTITY, Affine, encode
 from serving.contract import ModelContract
 from serving.preprocess import resize_rgb_u8
 
@@ -86,20 +86,26 @@ class TrainSet(TorchDataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         c = self.cache.contract
         rng = np.random.default_rng((self.seed, self.epoch, i))
-        img = torch.from_numpy(self.cache.images[i]).permute(2, 0, 1).float()  # (3, H, W) RGB
-        flip = bool(self.augment and rng.random() < 0.5)
-        if flip:
-            img = img.flip(-1)
-        if self.augment:
-            gain = torch.tensor(rng.uniform(0.6, 1.4))  # exposure
-            tint = torch.tensor(rng.uniform(0.9, 1.1, 3)).view(3, 1, 1).float()  # white balance
-            mean = img.mean()
-            contrast = float(rng.uniform(0.7, 1.3))
-            img = ((img - mean) * contrast + mean) * gain * tint
-            img = img + torch.from_numpy(rng.normal(0, rng.uniform(0, 6), img.shape[1:])).float()
-            img = img.clamp(0, 255)
         w, h = self.cache.sizes[i]
-        t = encode(self.cache.labels[i], w, h, self.cache.h_samples[i], c, flip=flip)
+        img_u8 = self.cache.images[i]
+        flip = bool(self.augment and rng.random() < 0.5)
+        aff = self._affine(rng, w, h) if self.augment else IDENTITY
+        if flip:
+            img_u8 = img_u8[:, ::-1]
+        if aff is not IDENTITY:
+            m = aff.matrix(c.input_width / w, c.input_height / h)
+            fill = tuple(float(v) for v in c.mean)  # pads normalise to 0
+            img_u8 = cv2.warpAffine(
+                np.ascontiguousarray(img_u8),
+                m,
+                (c.input_width, c.input_height),
+                flags=cv2.INTER_LINEAR,
+                borderValue=fill,
+            )
+        img = torch.from_numpy(np.ascontiguousarray(img_u8)).permute(2, 0, 1).float()  # RGB
+        if self.augment:
+            img = self._photometric(img, rng)
+        t = encode(self.cache.labels[i], w, h, self.cache.h_samples[i], c, flip=flip, aff=aff)
         return {
             "image": (img - self.mean) / self.std,
             "heat": torch.from_numpy(t.heat),
@@ -108,3 +114,35 @@ class TrainSet(TorchDataset):
             "lane_cls": torch.from_numpy(t.lane_cls),
             "lane_exist": torch.from_numpy(t.lane_exist),
         }
+
+    @staticmethod
+    def _affine(rng: np.random.Generator, w: int, h: int) -> Affine:
+        """Zoom 0.8-1.25x about a random point and shift: other fields of view, camera
+        heights and pitches than the simulator's rigs; a third of the frames stay as they are."""
+        if rng.random() < 0.33:
+            return IDENTITY
+        scale = float(np.exp(rng.uniform(np.log(0.8), np.log(1.25))))
+        cx, cy = rng.uniform(0.3, 0.7) * w, rng.uniform(0.35, 0.75) * h
+        return Affine(
+            scale,
+            cx * (1 - scale) + rng.uniform(-0.05, 0.05) * w,
+            cy * (1 - scale) + rng.uniform(-0.06, 0.06) * h,
+        )
+
+    @staticmethod
+    def _photometric(img: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """Exposure, white balance, contrast, saturation, blur and sensor noise, on 0-255 RGB."""
+        gain = float(rng.uniform(0.6, 1.4))
+        tint = torch.tensor(rng.uniform(0.88, 1.12, 3)).view(3, 1, 1).float()
+        mean = img.mean()
+        contrast = float(rng.uniform(0.7, 1.3))
+        img = ((img - mean) * contrast + mean) * gain * tint
+        grey = img.mean(0, keepdim=True)
+        img = grey + (img - grey) * float(rng.uniform(0.5, 1.4))  # saturation
+        if rng.random() < 0.3:  # defocus / motion blur
+            k = int(rng.choice([3, 5]))
+            img = torch.nn.functional.avg_pool2d(img[None], k, 1, k // 2, count_include_pad=False)[
+                0
+            ]
+        img = img + torch.from_numpy(rng.normal(0, rng.uniform(0, 6), img.shape[1:])).float()
+        return img.clamp(0, 255)

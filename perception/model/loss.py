@@ -38,16 +38,28 @@ def lanes(
     logits: torch.Tensor, exist: torch.Tensor, gt_cls: torch.Tensor, gt_exist: torch.Tensor
 ) -> torch.Tensor:
     """Row-anchor cross entropy, plus an L1 on the softmax expectation of the column (UFLD's
-    trick for sub-cell precision), plus existence BCE. logits: (B, L, R, G+1)."""
+    trick for sub-cell precision), plus a shape term, plus existence BCE.
+    logits: (B, L, R, G+1); gt_cls: (B, L, R) cell index, G = no point.
+
+    The shape term is an L1 between the predicted and true second differences of the column
+    along the rows, where three consecutive rows have a point: lanes are smooth curves, and
+    without it the expectation wobbles from row to row (UFLD's structural loss, on positions)."""
     n_cls = logits.shape[-1]
     ce = F.cross_entropy(logits.reshape(-1, n_cls), gt_cls.reshape(-1))
     cells = n_cls - 1
     has = gt_cls < cells
     prob = logits[..., :cells].softmax(-1)
-    pos = (prob * torch.arange(cells, device=logits.device)).sum(-1)
-    loc = F.l1_loss(pos[has], gt_cls[has].float()) / cells * 10 if has.any() else ce * 0
+    pos = (prob * torch.arange(cells, device=logits.device)).sum(-1)  # (B, L, R) cells
+    if not has.any():
+        return ce + 0.5 * F.binary_cross_entropy(exist.clamp(1e-4, 1 - 1e-4), gt_exist)
+    gt = gt_cls.float()
+    loc = F.l1_loss(pos[has], gt[has]) / cells * 10
+    run3 = has[..., :-2] & has[..., 1:-1] & has[..., 2:]
+    d2 = pos[..., :-2] - 2 * pos[..., 1:-1] + pos[..., 2:]
+    d2_gt = gt[..., :-2] - 2 * gt[..., 1:-1] + gt[..., 2:]
+    shape = F.l1_loss(d2[run3], d2_gt[run3]) / cells * 10 if run3.any() else loc * 0
     bce = F.binary_cross_entropy(exist.clamp(1e-4, 1 - 1e-4), gt_exist)
-    return ce + loc + 0.5 * bce
+    return ce + loc + shape + 0.5 * bce
 
 
 def total(

@@ -36,11 +36,32 @@ def lane_cells(xs: np.ndarray, width: float, cells: int) -> np.ndarray:
     return out
 
 
-def lane_xs_at_anchors(x_at_h: list[float], h_samples: list[int], rows: np.ndarray) -> np.ndarray:
-    """Resample a lane's TuSimple xs to the anchor rows (exact when the rows coincide)."""
-    h = np.asarray(h_samples, np.float64)
+@dataclass(frozen=True)
+class Affine:
+    """A zoom about the origin and a shift, in source-image pixels: p' = scale * p + (tx, ty).
+    Scale and crop augmentation moves pixels with it, and the labels with this."""
+
+    scale: float = 1.0
+    tx: float = 0.0
+    ty: float = 0.0
+
+    def matrix(self, sx: float = 1.0, sy: float = 1.0) -> np.ndarray:
+        """float32[2, 3] for cv2.warpAffine on an image resized by (sx, sy) from the source."""
+        return np.array([[self.scale, 0, self.tx * sx], [0, self.scale, self.ty * sy]], np.float32)
+
+
+IDENTITY = Affine()
+
+
+def lane_xs_at_anchors(
+    x_at_h: list[float], h_samples: list[int], rows: np.ndarray, aff: Affine = IDENTITY
+) -> np.ndarray:
+    """Resample a lane's TuSimple xs to the anchor rows (exact when the rows coincide), after
+    moving its points by aff. Points that leave the image are dropped by the caller."""
+    h = np.asarray(h_samples, np.float64) * aff.scale + aff.ty
     x = np.asarray(x_at_h, np.float64)
     ok = x >= 0
+    x = np.where(ok, x * aff.scale + aff.tx, x)
     out = np.full(len(rows), -2.0)
     if ok.sum() < 2:
         return out
@@ -67,8 +88,11 @@ def encode(
     h_samples: list[int],
     c: ModelContract,
     flip: bool = False,
+    aff: Affine = IDENTITY,
 ) -> Targets:
-    """One frame's labels -> Targets. flip mirrors the frame left-right (slots swap sides)."""
+    """One frame's labels -> Targets. flip mirrors the frame left-right (slots swap sides),
+    then aff moves everything (boxes are clipped to the image; ones left smaller than 2 x 2
+    input pixels are dropped)."""
     gh, gw = c.grid
     s = c.stride
     sx, sy = c.input_width / src_w, c.input_height / src_h
@@ -79,7 +103,11 @@ def encode(
         x1, y1, x2, y2 = ob.box
         if flip:
             x1, x2 = src_w - 1 - x2, src_w - 1 - x1
+        x1, x2 = np.clip([x1 * aff.scale + aff.tx, x2 * aff.scale + aff.tx], 0, src_w - 1)
+        y1, y2 = np.clip([y1 * aff.scale + aff.ty, y2 * aff.scale + aff.ty], 0, src_h - 1)
         x1, x2, y1, y2 = x1 * sx, x2 * sx, y1 * sy, y2 * sy
+        if x2 - x1 < 2.0 or y2 - y1 < 2.0:
+            continue
         cx, cy = (x1 + x2) / 2 / s, (y1 + y2) / 2 / s
         ix, iy = min(int(cx), gw - 1), min(int(cy), gh - 1)
         sigma = max(0.6, math.sqrt((x2 - x1) * (y2 - y1)) / s / 6.0)
@@ -100,9 +128,10 @@ def encode(
     }
     for lane in label.lanes:
         slot = swap.get(lane.slot, lane.slot) if flip else lane.slot
-        xs = lane_xs_at_anchors(lane.x_at_h, h_samples, rows)
+        x_at_h = lane.x_at_h
         if flip:
-            xs = np.where(xs >= 0, src_w - 1 - xs, xs)
+            x_at_h = [src_w - 1 - x if x >= 0 else x for x in x_at_h]
+        xs = lane_xs_at_anchors(x_at_h, h_samples, rows, aff)
         k = slots.index(slot)
         lane_cls[k] = lane_cells(xs, src_w, c.lane_cells)
         exist[k] = float((lane_cls[k] < c.lane_cells).sum() >= 2)

@@ -90,47 +90,64 @@ def vehicle_parts(
     colour: tuple[int, int, int],
     rng: np.random.Generator,
 ) -> list[Part]:
-    """Lower body + cabin for cars, cargo box + cab for trucks, with glass, lights, wheels."""
+    """Body on wheels with a cabin for cars (sedan, hatchback, SUV, van, pickup shapes), cargo
+    box and cab for trucks; glass, lights, number plate and tyres that show from behind below
+    the body, where a real car's silhouette has its dark gap."""
     L, W, H = dims
     dark = (20, 20, 22)
-    glass = (int(rng.integers(35, 70)),) * 3
+    glass = (int(rng.integers(30, 75)),) * 3
+    clear = float(rng.uniform(0.15, 0.3))  # ground clearance
     if cls == "car":
-        hb = H * rng.uniform(0.5, 0.6)
-        cab_l = L * rng.uniform(0.45, 0.6)
-        cab_x = rng.uniform(-0.12, 0.05) * L
+        style = str(
+            rng.choice(["sedan", "hatch", "suv", "van", "pickup"], p=[0.4, 0.2, 0.25, 0.08, 0.07])
+        )
+        hb = (H - clear) * float(rng.uniform(0.42, 0.55)) + clear  # top of the lower body
+        cab_l = L * {"sedan": 0.5, "hatch": 0.62, "suv": 0.68, "van": 0.86, "pickup": 0.36}[style]
+        cab_x = {"sedan": -0.05, "hatch": -0.12, "suv": -0.1, "van": -0.04, "pickup": 0.12}[
+            style
+        ] * L
+        taper = float(rng.uniform(0.78, 0.9))
         parts = [
-            Part((0.0, 0.0, hb / 2), (L, W, hb), colour),
-            Part((cab_x, 0.0, hb + (H - hb) / 2), (cab_l, W * 0.88, H - hb), colour),
-        ]
-        # windows as slightly larger, shorter glass boxes wrapped around the cabin
-        parts.append(
+            Part((0.0, 0.0, (clear + hb) / 2), (L, W, hb - clear), colour),
+            Part((cab_x, 0.0, hb + (H - hb) / 2), (cab_l, W * taper, H - hb), colour),
+            # windows: slightly larger, shorter glass box around the cabin
             Part(
-                (cab_x, 0.0, hb + (H - hb) * 0.5),
-                (cab_l + 0.02, W * 0.88 + 0.02, (H - hb) * 0.7),
+                (cab_x, 0.0, hb + (H - hb) * 0.48),
+                (cab_l + 0.02, W * taper + 0.02, (H - hb) * 0.68),
                 glass,
                 "glass",
-            )
-        )
+            ),
+            # bumper and plate at the back
+            Part((-L / 2 - 0.03, 0.0, clear + 0.12), (0.06, W * 0.96, 0.18), _shade(colour, 0.6)),
+            Part((-L / 2 - 0.05, 0.0, clear + 0.3), (0.02, 0.52, 0.13), (200, 205, 210)),
+        ]
     else:
         cab_l = min(2.2, L * 0.3)
         box_l = L - cab_l - 0.2
         parts = [
-            Part((-L / 2 + box_l / 2, 0.0, H / 2 + 0.15), (box_l, W, H - 0.3), colour),
-            Part((L / 2 - cab_l / 2, 0.0, 1.4), (cab_l, W * 0.97, 2.2), (200, 200, 205)),
+            Part((-L / 2 + box_l / 2, 0.0, H / 2 + 0.5), (box_l, W, H - 1.0), colour),
+            Part((L / 2 - cab_l / 2, 0.0, 1.5), (cab_l, W * 0.97, 2.1), (200, 200, 205)),
             Part(
-                (L / 2 - cab_l / 2, 0.0, 1.9), (cab_l + 0.02, W * 0.97 + 0.02, 0.7), glass, "glass"
+                (L / 2 - cab_l / 2, 0.0, 2.0), (cab_l + 0.02, W * 0.97 + 0.02, 0.7), glass, "glass"
             ),
-            Part((0.0, 0.0, 0.45), (L * 0.95, W * 0.9, 0.6), dark),
+            Part((0.0, 0.0, 0.75), (L * 0.95, W * 0.9, 0.5), dark),
+            Part((-L / 2 - 0.03, 0.0, 0.7), (0.06, W * 0.95, 0.15), (40, 40, 45)),
         ]
-    lw, lh = 0.22 * W, 0.12 * H
-    zl = H * (0.42 if cls == "car" else 0.25)
+        clear = 0.45
+    lw, lh = 0.2 * W, 0.1 * H
+    zl = H * 0.45 if cls == "car" else 1.1
     for side in (-1, 1):
         y = side * (W / 2 - lw / 2 - 0.05)
         parts.append(Part((-L / 2 - 0.01, y, zl), (0.03, lw, lh), (30, 30, 200), "light_rear"))
         parts.append(Part((L / 2 + 0.01, y, zl), (0.03, lw, lh), (210, 230, 235), "light_front"))
+        wheel_y = side * (W / 2 - 0.17)
         for x in (-L / 2 + 0.8, L / 2 - 0.8):
-            parts.append(Part((x, side * (W / 2 + 0.01), 0.33), (0.66, 0.03, 0.66), dark, "wheel"))
+            parts.append(Part((x, wheel_y, 0.33), (0.66, 0.26, 0.66), dark, "wheel"))
     return parts
+
+
+def _shade(c: tuple[int, int, int], k: float) -> tuple[int, int, int]:
+    return (int(c[0] * k), int(c[1] * k), int(c[2] * k))
 
 
 def person_parts(
@@ -202,8 +219,9 @@ class Traffic:
         per_lane = 2 if sc.traffic.density == "light" else 4
         for lane in range(spec.oncoming_lanes, spec.lanes):
             v_lane = v_ego + rng.uniform(-3.0, 3.0) if lane != spec.ego_lane else v_ego
-            start = 30.0 if lane == spec.ego_lane else rng.uniform(-25.0, 15.0)
-            gaps = np.cumsum(rng.uniform(18.0, 45.0, per_lane)) + start
+            # near and mid-range traffic first: most real boxes are 10-60 m away
+            start = rng.uniform(12.0, 35.0) if lane == spec.ego_lane else rng.uniform(-12.0, 12.0)
+            gaps = np.cumsum(rng.uniform(10.0, 40.0, per_lane)) + start
             for gap in gaps:
                 lat = road.lane_centre(lane) + rng.normal(0.0, 0.15)
                 self._add(
@@ -228,15 +246,26 @@ class Traffic:
                 from_lat * (1.0 - frac),
             )
         if "oncoming" in events:
-            for _ in range(per_lane + 1):
-                lane = int(rng.integers(0, spec.oncoming_lanes))
-                s = (
-                    self.s0
-                    + rng.uniform(40.0, 260.0)
-                    - np.cumsum(np.full(self.n, rng.uniform(10.0, 25.0))) / SENSOR_HZ
-                )
-                self._add(self._vehicle_cls(), s, np.full(self.n, road.lane_centre(lane)), math.pi)
+            self._spawn_oncoming(per_lane)
         self._spawn_vulnerable(events)
+
+    def _spawn_oncoming(self, per_lane: int) -> None:
+        """Traffic the other way: in the oncoming lanes of a two-way road, or on the other
+        carriageway beyond a median barrier (seen over it)."""
+        rng, road, spec = self.rng, self.road, self.road.spec
+        if spec.oncoming_lanes:
+            lanes = [road.lane_centre(k) for k in range(spec.oncoming_lanes)]
+        else:
+            edge = self._edge_lat(1) + spec.median_m + 0.6  # beyond the barrier
+            lanes = [edge + spec.lane_width_m * (k + 0.5) for k in range(3)]
+        for _ in range(per_lane + 1):
+            lat = lanes[int(rng.integers(0, len(lanes)))]
+            s = (
+                self.s0
+                + rng.uniform(20.0, 220.0)
+                - np.cumsum(np.full(self.n, rng.uniform(10.0, 30.0))) / SENSOR_HZ
+            )
+            self._add(self._vehicle_cls(), s, np.full(self.n, lat), math.pi)
 
     def _edge_lat(self, side: int) -> float:
         off = self.road.boundary_offsets()
@@ -253,7 +282,7 @@ class Traffic:
                 lat = lat0 + speed * np.maximum(self.t - t0, 0.0)
                 s = np.full(self.n, self.s0 + rng.uniform(35.0, 70.0))
                 self._add("pedestrian", s, lat, -side * math.pi / 2)
-        for _ in range(int(rng.integers(1, 7))):  # walkers along the verge
+        for _ in range(int(rng.integers(1, 7)) * ("walkers" in events)):  # along the verge
             side = int(rng.choice([-1, 1]))
             lat_p = self._edge_lat(side) + side * rng.uniform(0.8, 3.0)
             direction = int(rng.choice([0, 1]))

@@ -32,7 +32,7 @@ from perception.sim.road import Road
 from perception.sim.scenario import sample_scenario
 from serving.contract import tusimple_h_samples
 
-GENERATOR_VERSION = "sim-1"
+GENERATOR_VERSION = "sim-2"
 
 
 def clip_seeds(seed: int, n: int) -> list[int]:
@@ -83,7 +83,8 @@ def generate_clip(out: Path, clip_id: str, seed: int, p: DataParams) -> dict:
     try:
         for i in range(p.frames):
             img, lanes, obstacles = renderer.render(i, h_samples)
-            ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, p.jpeg_quality])
+            quality = min(p.jpeg_quality, sc.conditions.jpeg_quality)  # params: the ceiling
+            ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
             assert ok, "JPEG encoding failed"
             step = i * traffic.steps_per_frame
             t_ns = t0_ns + round(step * 1e9 / SENSOR_HZ) + int(rng.integers(-500_000, 500_001))

@@ -19,7 +19,10 @@ from perception.dataset.schema import Lane, Obstacle
 from perception.sim.actors import SENSOR_HZ, Actor, Part, Traffic, person_parts
 from perception.sim.effects import LIGHT_ONE, apply_camera, noise_tile
 from perception.sim.road import Pose, Road
+from perception.sim.roadside import Roadside
 from perception.sim.scenario import Scenario
+from perception.sim.scenery import backdrop, draw_hood, hood_top
+from perception.sim.texture import GroundMap, apply_texture, surface_texture
 from serving.contract import LANE_SLOTS
 
 SHIFT = 3  # fixed-point bits for sub-pixel polygon vertices
@@ -36,14 +39,9 @@ _FACES = (
     ((0, 2, 6, 4), (0, 0, -1)),
     ((1, 3, 7, 5), (0, 0, 1)),
 )
-_SHADE = {
-    (-1, 0, 0): 0.8,
-    (1, 0, 0): 0.85,
-    (0, -1, 0): 0.68,
-    (0, 1, 0): 0.72,
-    (0, 0, -1): 0.3,
-    (0, 0, 1): 1.0,
-}
+_FACE_IDX = np.array([f[0] for f in _FACES])  # (6, 4) corner indices
+_NORMALS = np.array([f[1] for f in _FACES], float)  # (6, 3)
+_SHADE = np.array([0.8, 0.85, 0.68, 0.72, 0.3, 1.0])  # per face: light from above and ahead
 
 
 @dataclass
@@ -54,6 +52,7 @@ class Drawn:
     polys: list[tuple[np.ndarray, tuple[int, int, int], str]]
     corners_uv: np.ndarray  # all projected part corners, pixels
     label: Obstacle
+    beyond_barrier: bool = False  # on the other carriageway: drawn before the median barrier
 
 
 def _sample_s(near: float, far: float) -> np.ndarray:
@@ -65,16 +64,23 @@ def _sample_s(near: float, far: float) -> np.ndarray:
 class Renderer:
     def __init__(self, sc: Scenario, road: Road, traffic: Traffic, rng: np.random.Generator):
         self.sc, self.road, self.traffic, self.rng = sc, road, traffic, rng
+        self._ego_poses: dict[int, Pose] = {}
         self.calib = sc.calib
         self.w, self.h = sc.calib.image_width, sc.calib.image_height
         self.noise = noise_tile(rng, sc.conditions.noise_sigma)
         self.paint = self._paint_segments()
         self.features = self._road_features()
-        self.roadside = self._roadside_objects()
+        self.patches = self._patches()
+        self.roadside = Roadside(sc, road, rng)
         self.shadow_bands = self._shadows()
         self.base_light = self._base_light()
         self.fog_bgr = np.array(self._fog_colour(), np.float32)
-        self.sky = self._sky()
+        self.backdrop = backdrop(sc, self.calib, rng)
+        self.ground = GroundMap(self.calib)
+        self.texture = surface_texture(rng, road.spec.surface, road.spec.grain)
+        self.hood = hood_top(self.calib, sc.scenery.hood_frac)
+        under = np.arange(self.h)[:, None] >= self.hood[None, :]
+        self.base_light[under] = self.base_light[0, 0]  # ambient: no headlight on the bonnet
         self.rain = self._rain_streaks() if sc.conditions.rain_intensity > 0 else None
 
     # -- per-clip precomputation ------------------------------------------------------------
@@ -133,19 +139,24 @@ class Renderer:
             out.append((s, lat, dark, 1))
         return out  # type: ignore[return-value]
 
-    def _roadside_objects(self) -> list[tuple[str, float, float, float]]:
-        """(kind, s, lat, size) for poles and trees along both verges."""
-        rng, off = self.rng, self.road.boundary_offsets()
-        objs: list[tuple[str, float, float, float]] = []
-        shoulder = self.road.spec.shoulder_m
-        for side, edge in ((1, off[0]), (-1, off[-1])):
-            s = rng.uniform(0, 30)
-            while s < self.road.length:
-                kind = str(rng.choice(["pole", "tree", "tree"]))
-                lat = edge + side * (shoulder + rng.uniform(1.0, 6.0))
-                objs.append((kind, s, lat, rng.uniform(0.7, 1.4)))
-                s += rng.uniform(15.0, 45.0)
-        return objs
+    def _patches(self) -> list[tuple[float, float, float, float, float]]:
+        """Repair patches and stains: (s0, s1, lat_a, lat_b, brightness factor)."""
+        rng, spec = self.rng, self.road.spec
+        off = self.road.boundary_offsets()
+        out = []
+        for _ in range(int(spec.patches * self.road.length / 100.0)):
+            s0 = rng.uniform(0, self.road.length)
+            lat = rng.uniform(off[-1], off[0])
+            out.append(
+                (
+                    s0,
+                    s0 + rng.uniform(1.0, 15.0),
+                    lat,
+                    lat - rng.uniform(0.5, 3.5),
+                    float(rng.choice([rng.uniform(0.6, 0.85), rng.uniform(1.1, 1.3)])),
+                )
+            )
+        return out
 
     def _shadows(self) -> list[tuple[float, float]]:
         if not self.sc.conditions.shadows:
@@ -177,19 +188,6 @@ class Renderer:
     def _fog_colour(self) -> tuple[int, int, int]:
         tod = self.sc.conditions.time_of_day
         return {"day": (200, 198, 195), "dusk": (150, 150, 165), "night": (28, 26, 26)}[tod]
-
-    def _sky(self) -> np.ndarray:
-        """Sky gradient, uint8[H, 1, 3] (top to horizon)."""
-        c = self.sc.conditions
-        top, bottom = {
-            "day": ((200, 140, 80), (235, 215, 190)),
-            "dusk": ((120, 70, 60), (120, 160, 235)),
-            "night": ((18, 10, 8), (40, 30, 28)),
-        }[c.time_of_day]
-        if c.weather != "clear":
-            top = bottom = (165, 165, 160) if c.time_of_day == "day" else bottom
-        t = np.linspace(0, 1, self.h)[:, None]
-        return (np.array(top) * (1 - t) + np.array(bottom) * t).astype(np.uint8)[:, None, :]
 
     def _rain_streaks(self) -> np.ndarray:
         n = int(400 * self.sc.conditions.rain_intensity)
@@ -235,7 +233,9 @@ class Renderer:
     # -- drawing ----------------------------------------------------------------------------
     def draw_world(
         self, img: np.ndarray, light: np.ndarray, ego: Pose, s_ego: float, horizon_cut: float
-    ) -> None:
+    ) -> np.ndarray:
+        """Ground, paint, texture, shadows and roadside clutter; returns the arc lengths it
+        sampled (the barrier and actors are drawn later, in depth order)."""
         spec = self.road.spec
         off = self.road.boundary_offsets()
         s_far = min(s_ego + MAX_RANGE_M, self.road.length)
@@ -244,28 +244,62 @@ class Renderer:
         left, right = off[0] + spec.shoulder_m, off[-1] - spec.shoulder_m
         verge = tuple(int(c) for c in spec.verge_bgr)
         shoulder = tuple(min(int(c) + 15, 255) for c in spec.asphalt_bgr)
-        cv2.fillPoly(img, self._strip_quads(ego, ahead, left + 30, right - 30), verge, 8, SHIFT)
-        cv2.fillPoly(img, self._strip_quads(ego, ahead, left, right), shoulder, 8, SHIFT)
+        quads = self._strip_quads
+        cv2.fillPoly(img, quads(ego, ahead, left + 30, right - 30), verge, 8, SHIFT)
+        barrier = self.roadside.barrier_lat
+        if barrier is not None:  # the other carriageway, beyond the median
+            far = barrier + 3 * spec.lane_width_m + 1.0
+            other = tuple(max(int(c) - 6, 0) for c in spec.asphalt_bgr)
+            cv2.fillPoly(img, quads(ego, ahead, far, barrier), other, 8, SHIFT)
+        cv2.fillPoly(img, quads(ego, ahead, left, right), shoulder, 8, SHIFT)
         cv2.fillPoly(
-            img,
-            self._strip_quads(ego, ahead, off[0] + 0.3, off[-1] - 0.3),
-            spec.asphalt_bgr,
-            8,
-            SHIFT,
+            img, quads(ego, ahead, off[0] + 0.3, off[-1] - 0.3), spec.asphalt_bgr, 8, SHIFT
         )
+        self._draw_surface(img, ego, s_ego, s_ego + horizon_cut)
         if spec.guard_rail:
-            for lat in (left + 0.3, right - 0.3):
-                cv2.fillPoly(
-                    img,
-                    self._strip_quads(ego, ahead, lat, lat, 0.55, 0.8),
-                    (150, 150, 150),
-                    8,
-                    SHIFT,
-                )
+            for lat in (left + 0.3, right - 0.3)[1 if barrier is not None else 0 :]:
+                cv2.fillPoly(img, quads(ego, ahead, lat, lat, 0.55, 0.8), (150, 150, 150), 8, SHIFT)
         self._draw_features(img, ego, s_ego, s_ego + horizon_cut)
         self._draw_paint(img, ego, s_ego, s_ego + horizon_cut)
+        t = self.traffic
+        step = int(np.searchsorted(t.ego_s, s_ego))
+        apply_texture(
+            img,
+            self.ground.fwd,
+            self.ground.lat,
+            self.ground.first_row,
+            self.texture,
+            s_ego,
+            float(t.ego_lat[min(step, t.n - 1)]),
+            70.0,
+        )
         self._draw_shadows(light, ego, s_ego, left, right)
-        self._draw_roadside(img, ego, s_ego, s_ego + horizon_cut)
+        project = self._to_uv
+        self.roadside.draw_items(img, ego, s_ego, s_ego + horizon_cut, project, self.calib.fx)
+        self.roadside.draw_fence(img, quads, ahead, ego, project)
+        self.roadside.draw_gantries(img, ego, s_ego, project)
+        return ahead
+
+    def _draw_surface(self, img: np.ndarray, ego: Pose, s0: float, s1: float) -> None:
+        """Repair patches and the darker wheel paths of each lane."""
+        spec = self.road.spec
+        base = np.array(spec.asphalt_bgr, float)
+        for a, b, la, lb, k in self.patches:
+            if b < s0 or a > s1:
+                continue
+            ss = np.linspace(max(a, s0 - 1), min(b, s1), 4)
+            col = tuple(int(c) for c in np.clip(base * k, 0, 255))
+            cv2.fillPoly(img, self._strip_quads(ego, ss, la, lb), col, 8, SHIFT)
+        if spec.tyre_tracks <= 0:
+            return
+        ss = s0 + _sample_s(-2.0, min(s1 - s0, 80.0))
+        col = tuple(int(c) for c in base * (1.0 - 0.12 * spec.tyre_tracks))
+        polys = []
+        for lane in range(spec.lanes):
+            centre = self.road.lane_centre(lane)
+            for side in (-0.8, 0.8):
+                polys += self._strip_quads(ego, ss, centre + side + 0.3, centre + side - 0.3)
+        cv2.fillPoly(img, polys, col, 8, SHIFT)
 
     def _draw_paint(self, img: np.ndarray, ego: Pose, s0: float, s1: float) -> None:
         """All paint in view, projected in one call per colour (4 samples per piece)."""
@@ -304,24 +338,6 @@ class Renderer:
         if quads:
             cv2.fillPoly(light, quads, int(LIGHT_ONE * 0.5), 8, SHIFT)
 
-    def _draw_roadside(self, img: np.ndarray, ego: Pose, s0: float, s1: float) -> None:
-        night = self.sc.conditions.time_of_day == "night"
-        for kind, s, lat, size in reversed(self.roadside):
-            if not s0 + 2 < s < s1:
-                continue
-            height = 7.0 * size if kind == "pole" else 3.0 * size
-            pts = self.road.points(np.array([s, s]), lat, np.array([0.0, height]))
-            uv, pe = self._to_uv(ego, pts)
-            if pe[0, 0] < 1.0 or np.isnan(uv).any():
-                continue
-            px = self.calib.fx / pe[0, 0]
-            p0, p1 = uv[0].astype(int), uv[1].astype(int)
-            trunk = (50, 60, 70) if kind == "tree" else (120, 120, 125)
-            cv2.line(img, tuple(p0), tuple(p1), trunk, max(1, int(0.25 * px)))
-            if kind == "tree":
-                col = (40, 90, 50) if not night else (15, 25, 18)
-                cv2.circle(img, tuple(p1), max(1, int(1.8 * size * px)), col, -1)
-
     # -- actors -----------------------------------------------------------------------------
     def actor_parts(self, a: Actor, step: int) -> list[Part]:
         if a.cls in ("car", "truck"):
@@ -333,34 +349,60 @@ class Renderer:
         return self.road.pose(float(a.s[step]), float(a.lat[step]), a.yaw_offset(step))
 
     def draw_actor(self, a: Actor, step: int, ego: Pose, cam_world: np.ndarray) -> Drawn | None:
+        """Project every part of an actor at once; faces turned to the camera become polygons
+        (far parts first). None when any part is behind the camera or nothing shows."""
         pose = self.actor_pose(a, step)
         parts = self.actor_parts(a, step)
         body_to_world = np.stack([pose.fwd, pose.left, pose.up])  # rows: body axes in world
         cam_body = pose.to_body(cam_world[None])[0]
-        polys: list[tuple[np.ndarray, tuple[int, int, int], str]] = []
-        order = sorted(parts, key=lambda p: -float(np.linalg.norm(cam_body - np.array(p.centre))))
-        all_uv, all_x = [], []
-        for p in order:
-            corners = np.array(p.centre) + _CORNERS * np.array(p.size)
-            uv, pe = self._to_uv(ego, pose.pos + corners @ body_to_world)
-            all_uv.append(uv)
-            all_x.append(pe[:, 0])
-            if (pe[:, 0] < 0.5).any() or np.isnan(uv).any():
-                continue
-            for idx, n in _FACES:
-                fc = np.array(p.centre) + np.array(n) * np.array(p.size) / 2
-                if np.dot(cam_body - fc, n) <= 0:
-                    continue
-                shade = _SHADE[n]
-                col = tuple(int(min(255, c * shade)) for c in p.colour)
-                polys.append(((uv[list(idx)] * SCALE).astype(np.int32), col, p.kind))  # type: ignore[arg-type]
-        uv_all, x_all = np.concatenate(all_uv), np.concatenate(all_x)
-        if (x_all < 0.5).any() or np.isnan(uv_all).any() or not polys:
+        centres = np.array([p.centre for p in parts])  # (P, 3) body frame, metres
+        sizes = np.array([p.size for p in parts])
+        corners = centres[:, None, :] + _CORNERS[None] * sizes[:, None, :]  # (P, 8, 3)
+        uv, pe = self._to_uv(ego, pose.pos + corners.reshape(-1, 3) @ body_to_world)
+        if (pe[:, 0] < 0.5).any() or np.isnan(uv).any():
             return None
+        uv_p = uv.reshape(len(parts), 8, 2)
+        face_c = centres[:, None, :] + _NORMALS[None] * sizes[:, None, :] / 2  # (P, 6, 3)
+        visible = np.einsum("pfk,fk->pf", cam_body - face_c, _NORMALS) > 0
+        colours = np.minimum(
+            np.array([p.colour for p in parts], float)[:, None, :] * _SHADE[None, :, None], 255
+        ).astype(int)
+        fixed = (uv_p * SCALE).astype(np.int32)
+        polys: list[tuple[np.ndarray, tuple[int, int, int], str]] = []
+        for pi in np.argsort(-np.linalg.norm(cam_body - centres, axis=1), kind="stable"):
+            for f in np.nonzero(visible[pi])[0]:
+                col = colours[pi, f]
+                polys.append(
+                    (
+                        fixed[pi, _FACE_IDX[f]],
+                        (int(col[0]), int(col[1]), int(col[2])),
+                        parts[pi].kind,
+                    )
+                )
+        if not polys:
+            return None
+        uv_all = uv
         label = self._obstacle_label(a, step, ego, pose, uv_all)
         if label is None:
             return None
-        return Drawn(float(np.linalg.norm(pose.pos - cam_world)), polys, uv_all, label)
+        shadow = self._contact_shadow(a, pose, ego)
+        if shadow is not None:
+            polys.insert(0, (shadow, (0, 0, 0), "shadow"))
+        barrier = self.roadside.barrier_lat
+        beyond = barrier is not None and float(a.lat[step]) > barrier
+        return Drawn(float(np.linalg.norm(pose.pos - cam_world)), polys, uv_all, label, beyond)
+
+    def _contact_shadow(self, a: Actor, pose: Pose, ego: Pose) -> np.ndarray | None:
+        """The dark patch on the road under a body (its footprint, a little larger): the
+        strongest cue that a real object stands on the road. Fixed point pixels or None."""
+        L, W, _ = a.dims
+        k = 1.08 if a.cls in ("car", "truck") else 1.6
+        foot = np.array([[-L, -W, 0], [L, -W, 0], [L, W, 0], [-L, W, 0]], float) * [k / 2, k / 2, 0]
+        body_to_world = np.stack([pose.fwd, pose.left, pose.up])
+        uv, pe = self._to_uv(ego, pose.pos + (foot + np.array([0.0, 0.0, 0.01])) @ body_to_world)
+        if (pe[:, 0] < 0.5).any() or np.isnan(uv).any():
+            return None
+        return (uv * SCALE).astype(np.int32)
 
     def _obstacle_label(
         self, a: Actor, step: int, ego: Pose, pose: Pose, uv: np.ndarray
@@ -399,6 +441,11 @@ class Renderer:
         return (p1 - p0)[:2] * SENSOR_HZ / max(i1 - i0, 1)
 
     def ego_pose(self, step: int) -> Pose:
+        if step not in self._ego_poses:  # every actor's label asks for the same few steps
+            self._ego_poses[step] = self._ego_pose(step)
+        return self._ego_poses[step]
+
+    def _ego_pose(self, step: int) -> Pose:
         t = self.traffic
         j = min(step + 1, t.n - 1)
         k = j - 1
@@ -451,7 +498,8 @@ class Renderer:
         inside = (
             (uv[:, 0] >= 0) & (uv[:, 0] <= self.w - 1) & (uv[:, 1] >= 0) & (uv[:, 1] <= self.h - 1)
         )
-        idx = np.nonzero(inside)[0]
+        under_hood = uv[:, 1] >= self.hood[np.clip(uv[:, 0], 0, self.w - 1).astype(int)] - 1
+        idx = np.nonzero(inside & ~under_hood)[0]
         if len(idx) < 2:
             return None
         run_end = idx[0] + np.argmax(np.diff(np.append(idx, -1)) != 1)  # first contiguous run
@@ -487,10 +535,9 @@ class Renderer:
         ego = self.ego_pose(step)
         s_ego = float(t.ego_s[step])
         cam_world = ego.pos + ego.up * self.calib.camera_height_m
-        img = np.empty((self.h, self.w, 3), np.uint8)
-        img[:] = self.sky
+        img = self.backdrop.copy()
         light = self.base_light.copy()
-        self.draw_world(img, light, ego, s_ego, MAX_RANGE_M)
+        ahead = self.draw_world(img, light, ego, s_ego, MAX_RANGE_M)
         drawn = [
             d
             for a in t.actors
@@ -499,21 +546,62 @@ class Renderer:
         ]
         drawn.sort(key=lambda d: -d.depth)
         self._occlusion(drawn)
-        night = self.sc.conditions.time_of_day == "night"
+        self._behind_barrier(drawn, ego, ahead)
         for d in drawn:
-            for poly, col, kind in d.polys:
-                cv2.fillPoly(img, [poly], col, 8, SHIFT)
-                if kind.startswith("light") and (
-                    night or (kind == "light_rear" and self._braking(d, step))
-                ):
-                    if night:  # halo around lamps, drawn into the light map
-                        c = poly.mean(0) / SCALE
-                        r = int(max(2.0, np.ptp(poly[:, 0]) / SCALE * 0.9))
-                        cv2.circle(light, (int(c[0]), int(c[1])), r, 175, -1)
-                    cv2.fillPoly(light, [poly], 255, 8, SHIFT)
+            if d.beyond_barrier:
+                self._draw_drawn(img, light, d, step)
+        asphalt = self.road.spec.asphalt_bgr
+        concrete = tuple(int(c) for c in np.clip(np.array(asphalt) * 0.3 + 120, 0, 255))
+        self.roadside.draw_barrier(img, self._strip_quads, ahead, ego, concrete)  # type: ignore[arg-type]
+        for d in drawn:
+            if not d.beyond_barrier:
+                self._draw_drawn(img, light, d, step)
+        draw_hood(img, self.hood, self.sc.scenery.hood_bgr)
         self._camera(img, light, frame)
         lanes = self.lane_labels(ego, s_ego, h_samples)
-        return img, lanes, [d.label for d in drawn if d.label.occlusion < 0.95]
+        return img, lanes, self._visible_labels(drawn)
+
+    def _draw_drawn(self, img: np.ndarray, light: np.ndarray, d: Drawn, step: int) -> None:
+        night = self.sc.conditions.time_of_day == "night"
+        shadow = tuple(int(c * 0.28) for c in self.road.spec.asphalt_bgr)
+        for poly, col, kind in d.polys:
+            cv2.fillPoly(img, [poly], shadow if kind == "shadow" else col, 8, SHIFT)
+            if kind.startswith("light") and (
+                night or (kind == "light_rear" and self._braking(d, step))
+            ):
+                if night:  # halo around lamps, drawn into the light map
+                    c = poly.mean(0) / SCALE
+                    r = int(max(2.0, np.ptp(poly[:, 0]) / SCALE * 0.9))
+                    cv2.circle(light, (int(c[0]), int(c[1])), r, 175, -1)
+                cv2.fillPoly(light, [poly], 255, 8, SHIFT)
+
+    def _behind_barrier(self, drawn: list[Drawn], ego: Pose, ahead: np.ndarray) -> None:
+        """Boxes of objects beyond the median barrier cover only what shows above it (the
+        convention of the real test labels); the hidden share counts as occlusion."""
+        line = self.roadside.barrier_top_line(ego, ahead, self._to_uv)
+        for d in drawn:
+            if not d.beyond_barrier or line is None:
+                continue
+            b = d.label.box
+            v_cut = float(np.interp([b[0], b[2]], *line).max())
+            if v_cut < b[3]:
+                full = max(b[3] - b[1], 1e-6)
+                b[3] = round(max(v_cut, b[1]), 2)
+                hidden = 1.0 - (b[3] - b[1]) / full
+                d.label.occlusion = round(max(d.label.occlusion, hidden), 3)
+
+    def _visible_labels(self, drawn: list[Drawn]) -> list[Obstacle]:
+        """Labels of what can be seen: boxes cut at the bonnet, too small or hidden ones out."""
+        out = []
+        for d in drawn:
+            b = d.label.box
+            x0, x1 = int(max(b[0], 0)), int(min(b[2], self.w - 1))
+            cut = float(self.hood[x0 : x1 + 1].min()) - 1.0 if x1 >= x0 else b[3]
+            if cut < b[3]:
+                b[3] = round(max(cut, b[1]), 2)
+            if d.label.occlusion < 0.95 and b[3] - b[1] >= 4.0:
+                out.append(d.label)
+        return out
 
     def _braking(self, d: Drawn, step: int) -> bool:
         a = next(a for a in self.traffic.actors if a.track_id == d.label.track_id)
@@ -556,7 +644,7 @@ class Renderer:
             fog,
             self.fog_bgr,
             gains,
-            0.25,
+            c.vignette,
             glare_uv,
             glare,
             0.12 * self.w,
@@ -568,6 +656,13 @@ class Renderer:
         cv2.GaussianBlur(img, (3, 3), 0, dst=img)
         if c.blur > 1:
             cv2.blur(img, (c.blur, 1), dst=img)
+        if c.chroma_px > 0:  # lateral chromatic aberration: red magnified, blue shrunk
+            k = c.chroma_px / (0.5 * math.hypot(self.w, self.h))
+            for ch, sign in ((2, 1.0), (0, -1.0)):
+                m = cv2.getRotationMatrix2D((self.w / 2, self.h / 2), 0.0, 1.0 + sign * k)
+                img[..., ch] = cv2.warpAffine(
+                    img[..., ch], m, (self.w, self.h), borderMode=cv2.BORDER_REPLICATE
+                )
 
     def _draw_rain(self, img: np.ndarray, frame: int) -> None:
         assert self.rain is not None
