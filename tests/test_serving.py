@@ -109,7 +109,8 @@ def test_serving_never_imports_torch() -> None:
         "import sys; sys.modules['torch'] = None; sys.modules['perception'] = None\n"
         "import serving.contract, serving.geometry, serving.preprocess, "
         "serving.postprocess, serving.engine, serving.tracking, serving.io, "
-        "serving.overlay, serving.loop, serving.runtime, serving.sinks\n"
+        "serving.overlay, serving.loop, serving.runtime, serving.sinks, serving.undistort, "
+        "serving.alerts\n"
         "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
     )
     res = subprocess.run(
