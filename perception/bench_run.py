@@ -22,7 +22,7 @@ from tqdm import tqdm
 from perception.bench_naive import NaiveLoop
 from perception.dataset.schema import Dataset
 from perception.dataset.split import load_splits
-from perception.errors import UserError, first_line, loading
+from perception.errors import UserError, first_line
 from serving import overlay
 from serving.bench_stats import Profile, describe, with_units
 from serving.geometry import Calib
@@ -86,8 +86,7 @@ class TorchLoop:
         torch.set_num_threads(threads)
         self.torch = torch
         self.dev = torch.device("cuda" if use_cuda else "cpu")
-        with loading(model, "model file written by perception train"):  # one line, not torch's
-            self.net = load_model(model, self.dev)
+        self.net = load_model(model, self.dev)  # UserError: one line, not torch's
         c = self.net.contract
         self.contract, self.calib = c, calib
         self.pre = Preprocessor(c)

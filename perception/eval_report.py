@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from perception.dataset.coco import obstacle_to_coco_bbox
-from perception.dataset.schema import Lane
+from perception.dataset.schema import FormatError, Lane
 from perception.dataset.tusimple import frame_to_tusimple, lanes_to_tusimple_xs
 from perception.metrics import culane, distance, tusimple
 from perception.metrics.detection import CocoEvaluator
 from perception.params import EvaluateParams
 from serving.contract import CLASS_NAMES
-from serving.files import atomic_write_bytes, atomic_write_json, atomic_write_text, dumps_strict
+from serving.files import atomic_write_bytes, atomic_write_text, dumps_strict
 
 if TYPE_CHECKING:
     from perception.evaluate import Frame, FrameResult, Run
@@ -204,7 +204,10 @@ def _tusimple_lines(frames: Sequence[Frame], run: Run | None) -> str:
     lines = []
     for i, f in enumerate(frames):
         if run is None:
-            d = frame_to_tusimple(f.raw_file, f.label, f.h_samples)
+            try:
+                d = frame_to_tusimple(f.raw_file, f.label, f.h_samples)
+            except ValueError as e:  # lanes without x_at_h for the clip's h_samples
+                raise FormatError(f"{f.clip.path / 'labels.jsonl'}: {e}") from None
         else:
             r = run.results[i]
             lanes = [Lane("pred", [], [float(x) for x in xs]) for xs in r.lanes]
@@ -226,15 +229,21 @@ def write_outputs(
     metrics: dict[str, Any],
     pr: list[dict],
 ) -> None:
-    """Write every output file of `perception evaluate` into out (see its module doc)."""
+    """Write every output file of `perception evaluate` into out (see its module doc), all
+    rendered first: a failure leaves no mix of new and old files."""
     main = runs[-1]
-    atomic_write_json(out / "metrics.json", metrics)
-    atomic_write_json(out / "pr_curves.json", pr, indent=None)
-    atomic_write_bytes(out / "slices.png", plot_slices(metrics))
-    atomic_write_text(out / "tusimple_pred.json", _tusimple_lines(frames, main))
-    atomic_write_text(out / "tusimple_gt.json", _tusimple_lines(frames, None))
-    atomic_write_json(out / "coco_gt.json", gt, indent=None)
-    atomic_write_json(out / "coco_pred.json", coco_detections(frames, main.results), indent=None)
+    texts = {
+        "metrics.json": dumps_strict(metrics, indent=2) + "\n",
+        "pr_curves.json": dumps_strict(pr) + "\n",
+        "tusimple_pred.json": _tusimple_lines(frames, main),
+        "tusimple_gt.json": _tusimple_lines(frames, None),
+        "coco_gt.json": dumps_strict(gt) + "\n",
+        "coco_pred.json": dumps_strict(coco_detections(frames, main.results)) + "\n",
+    }
+    png = plot_slices(metrics)
+    for name, text in texts.items():
+        atomic_write_text(out / name, text)
+    atomic_write_bytes(out / "slices.png", png)
 
 
 def _fmt(v: float | None, pct: bool = True) -> str:

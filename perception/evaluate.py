@@ -37,7 +37,7 @@ from perception.dataset.coco import coco_categories, coco_image, obstacle_to_coc
 from perception.dataset.schema import Clip, Dataset, FormatError, FrameLabel
 from perception.dataset.split import load_splits
 from perception.dataset.tusimple import lanes_to_tusimple_xs
-from perception.errors import UserError, loading
+from perception.errors import UserError
 from perception.eval_report import print_table, score_runs, write_outputs
 from perception.params import EvaluateParams, load_params, section
 from serving.geometry import Calib
@@ -292,8 +292,7 @@ def evaluate(
 
 
 def load_model_predictor(path: str) -> Predictor:
-    """perception.model.predict.load_predictor, imported only when a model is asked for. A
-    .pt that torch cannot load (corrupt, pickled code, another format) is one line."""
+    """perception.model.predict.load_predictor, imported only when a model is asked for."""
     p = Path(path)
     if not p.is_file():
         raise UserError(
@@ -303,10 +302,7 @@ def load_model_predictor(path: str) -> Predictor:
         from perception.model.predict import load_predictor
     except ImportError as e:
         raise UserError(f"cannot load models here ({e})") from None
-    if p.suffix != ".pt":
-        return load_predictor(path)  # ONNX: serving.engine's errors are one line already
-    with loading(path, "model file written by perception train"):
-        return load_predictor(path)
+    return load_predictor(path)  # a bad file: one line (train.load_model, serving.engine)
 
 
 def _cmd(args: argparse.Namespace) -> int:
