@@ -28,6 +28,7 @@ from perception.dataset.schema import (
     ClipMeta,
     FormatError,
     FrameLabel,
+    malformed,
     open_text,
     parse_label,
 )
@@ -192,7 +193,7 @@ def read_labels(clip: Clip, err: list[str]) -> list[FrameLabel]:
                 try:
                     labels.append(parse_label(line, clip.path))
                 except (KeyError, TypeError, ValueError) as e:  # JSON errors are ValueErrors
-                    what = f"malformed label ({e})"
+                    what = f"malformed label ({malformed(e)})"
                     err.append(problem(p, clip.clip_id, what, None, f"line {n}"))
     except FormatError as e:  # missing, not a regular file, too large
         err.append(problem(p, clip.clip_id, str(e).split(": ", 1)[-1]))

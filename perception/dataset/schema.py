@@ -175,6 +175,11 @@ def parse_label(line: str, clip_dir: Path) -> FrameLabel:
     return label
 
 
+def malformed(e: Exception) -> str:
+    """What parse_label's exception says, for "line n: malformed label (...)"."""
+    return f"missing field {e.args[0]!r}" if isinstance(e, KeyError) else str(e)
+
+
 def open_text(path: Path) -> io.TextIOWrapper:
     """A regular text file of the dataset for line-by-line reading; FormatError naming it."""
     try:
@@ -225,7 +230,7 @@ class Clip:
                 try:
                     yield parse_label(line, self.path)
                 except (KeyError, TypeError, ValueError) as e:  # JSON errors are ValueErrors
-                    raise FormatError(f"{p}: line {n}: malformed label ({e})") from None
+                    raise FormatError(f"{p}: line {n}: malformed label ({malformed(e)})") from None
 
     def sensors(self) -> np.ndarray:
         """Structured array with SENSOR_COLUMNS; t_ns int64, the rest float64."""
