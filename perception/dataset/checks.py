@@ -28,9 +28,6 @@ from perception.dataset.schema import (
     ClipMeta,
     FormatError,
     FrameLabel,
-    malformed,
-    open_text,
-    parse_label,
 )
 from serving.contract import CLASS_NAMES, LANE_COLORS, LANE_SLOTS, LANE_STYLES
 from serving.files import UnsafeFileError, read_regular
@@ -186,15 +183,11 @@ def read_labels(clip: Clip, err: list[str]) -> list[FrameLabel]:
     p = clip.path / "labels.jsonl"
     labels = []
     try:
-        with open_text(p) as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    labels.append(parse_label(line, clip.path))
-                except (KeyError, TypeError, ValueError) as e:  # JSON errors are ValueErrors
-                    what = f"malformed label ({malformed(e)})"
-                    err.append(problem(p, clip.clip_id, what, None, f"line {n}"))
+        for n, label in clip.label_lines():
+            if isinstance(label, str):
+                err.append(problem(p, clip.clip_id, label, None, f"line {n}"))
+            else:
+                labels.append(label)
     except FormatError as e:  # missing, not a regular file, too large
         err.append(problem(p, clip.clip_id, str(e).split(": ", 1)[-1]))
     return labels

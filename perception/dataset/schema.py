@@ -175,11 +175,6 @@ def parse_label(line: str, clip_dir: Path) -> FrameLabel:
     return label
 
 
-def malformed(e: Exception) -> str:
-    """What parse_label's exception says, for "line n: malformed label (...)"."""
-    return f"missing field {e.args[0]!r}" if isinstance(e, KeyError) else str(e)
-
-
 def open_text(path: Path) -> io.TextIOWrapper:
     """A regular text file of the dataset for line-by-line reading; FormatError naming it."""
     try:
@@ -222,15 +217,24 @@ class Clip:
         return self._labels
 
     def iter_labels(self) -> Iterator[FrameLabel]:
-        p = self.path / "labels.jsonl"
-        with open_text(p) as f:
+        for n, label in self.label_lines():
+            if isinstance(label, str):
+                raise FormatError(f"{self.path / 'labels.jsonl'}: line {n}: {label}")
+            yield label
+
+    def label_lines(self) -> Iterator[tuple[int, FrameLabel | str]]:
+        """(line number, label) for each non-empty line of labels.jsonl, the label replaced
+        by what is wrong with it ("malformed label (...)") when it does not parse. FormatError
+        when the file itself cannot be read (missing, not a regular file, too large)."""
+        with open_text(self.path / "labels.jsonl") as f:
             for n, line in enumerate(f, 1):
                 if not line.strip():
                     continue
                 try:
-                    yield parse_label(line, self.path)
+                    yield n, parse_label(line, self.path)
                 except (KeyError, TypeError, ValueError) as e:  # JSON errors are ValueErrors
-                    raise FormatError(f"{p}: line {n}: malformed label ({malformed(e)})") from None
+                    why = f"missing field {e.args[0]!r}" if isinstance(e, KeyError) else str(e)
+                    yield n, f"malformed label ({why})"
 
     def sensors(self) -> np.ndarray:
         """Structured array with SENSOR_COLUMNS; t_ns int64, the rest float64."""
