@@ -1,5 +1,6 @@
 """End to end: `dvc repro` of the whole pipeline on the tiny profile in a scratch git repo:
-data, training, evaluation, export, parity, variants, model card, demo and benchmark."""
+data, training, evaluation, export, parity, variants, the real-footage set, model card, demo
+and benchmark."""
 
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ def test_dvc_repro_tiny_profile_then_up_to_date(tmp_path: Path) -> None:
         "*.egg-info",
     )
     shutil.copytree(ROOT, repo, ignore=ignore)
+    # the real-footage test set is the one part of data/ that git tracks
+    shutil.copytree(ROOT / "data" / "real" / "source", repo / "data" / "real" / "source")
     shutil.copy(ROOT / "profiles" / "tiny.yaml", repo / "params.yaml")
     (repo / "dvc.lock").unlink(missing_ok=True)
     env = dict(
@@ -63,6 +66,9 @@ def test_dvc_repro_tiny_profile_then_up_to_date(tmp_path: Path) -> None:
         "parity",
         "quantize",
         "evaluate-variant@int8",
+        "calibrate-real",
+        "import-real",
+        "evaluate-real",
         "model-card",
         "demo",
         "bench",
@@ -76,6 +82,9 @@ def test_dvc_repro_tiny_profile_then_up_to_date(tmp_path: Path) -> None:
     bench = json.loads((repo / "reports" / "bench" / "bench.json").read_text())
     assert bench["e2e"]["p50_ms"] > 0 and bench["model"]["p50_ms"] > 0
     assert (repo / "reports" / "demo" / "demo.mp4").stat().st_size > 0
+    real = json.loads((repo / "reports" / "eval-real" / "metrics.json").read_text())
+    assert (real["frames"], real["gt_lanes"], real["gt_vehicles"]) == (8, 24, 28)
+    assert len(list((repo / "reports" / "eval-real" / "overlays").glob("*.jpg"))) == 8
     again = _run([dvc, "repro"], repo, env)
     assert "Data and pipelines are up to date." in again
     metrics = _run([dvc, "metrics", "show"], repo, env)
