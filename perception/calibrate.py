@@ -31,6 +31,7 @@ from perception.dataset.tusimple import read_records, xs_to_points
 from perception.errors import UserError
 from serving.files import atomic_write_json
 from serving.geometry import Calib
+from serving.io import SourceError, read_image
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 # cornerSubPix: 11x11 search window, stop after 30 iterations or a 0.001 px step
@@ -107,9 +108,10 @@ def read_photos(
     Errors are UserErrors naming the photo."""
     images = []
     for path in photos:
-        gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-        if gray is None:
-            raise UserError(f"{path}: not a readable image")
+        try:  # a regular file within the size cap: a FIFO or a device never hangs this
+            gray = read_image(path, cv2.IMREAD_GRAYSCALE)
+        except SourceError as e:
+            raise UserError(str(e)) from None
         images.append((path, gray))
     sizes = [(g.shape[1], g.shape[0]) for _, g in images]
     common = max(set(sizes), key=lambda s: (sizes.count(s), s == sizes[0]))

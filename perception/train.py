@@ -26,8 +26,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
-from perception.cli import UserError
 from perception.dataset.split import load_splits
+from perception.errors import UserError, first_line
 from perception.model import loss as losses
 from perception.model.data import FrameCache, TrainSet
 from perception.model.net import NetConfig, PerceptionNet
@@ -106,8 +106,8 @@ def load_torch_file(path: str | Path, device: str | torch.device = "cpu") -> dic
     except FileNotFoundError:
         raise UserError(f"{path}: missing file") from None
     except Exception as e:  # zip, pickle and unpickler errors all mean "not our file"
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"{path}: not a readable weights-only torch file ({first[:120]})") from None
+        msg = first_line(e)[:120]
+        raise UserError(f"{path}: not a readable weights-only torch file ({msg})") from None
     if not isinstance(blob, dict):
         raise UserError(f"{path}: not a file written by perception train")
     return blob
@@ -124,8 +124,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Percepti
         net = PerceptionNet(contract, cfg)
         net.load_state_dict(blob["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"{path}: model file does not match this network ({first[:120]})") from None
+        msg = first_line(e)[:120]
+        raise UserError(f"{path}: model file does not match this network ({msg})") from None
     return net.eval()
 
 

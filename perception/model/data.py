@@ -17,6 +17,7 @@ from tqdm import tqdm
 from perception.dataset.schema import Dataset, FrameLabel
 from perception.model.targets import IDENTITY, Affine, encode
 from serving.contract import ModelContract
+from serving.io import read_image
 from serving.preprocess import resize_rgb_u8
 
 
@@ -55,10 +56,7 @@ class FrameCache:
         for i, (path, *_rest) in enumerate(
             tqdm(items, desc="decode", disable=not progress, unit="frame")
         ):
-            bgr = cv2.imread(path, cv2.IMREAD_COLOR)
-            if bgr is None:
-                raise ValueError(f"{path}: unreadable image")
-            self.images[i] = resize_rgb_u8(bgr, w, h)
+            self.images[i] = resize_rgb_u8(read_image(path, cv2.IMREAD_COLOR), w, h)
         self.labels = [it[1] for it in items]
         self.sizes = [(it[2], it[3]) for it in items]
         self.h_samples = [it[4] for it in items]
