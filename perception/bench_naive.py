@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from serving.contract import OUTPUT_NAMES, ModelContract
+from serving.contract import OUTPUT_NAMES, ModelContract, ModelOutputs
 from serving.engine import read_contract, resolve_providers
 from serving.geometry import Calib
 from serving.postprocess import NO_POINT, Detections, FramePrediction, Lanes
@@ -136,11 +136,11 @@ class NaiveLoop:
         t0 = clock()
         x = naive_preprocess(image, c)
         t1 = clock()
-        heat, box, lanes, exist = self.session.run(list(OUTPUT_NAMES), {c.input_name: x})
+        out = ModelOutputs(*self.session.run(list(OUTPUT_NAMES), {c.input_name: x})).image(0)
         t2 = clock()
-        dets = numpy_decode_boxes(heat[0], box[0], c, w, h)
-        xs = numpy_decode_lanes(lanes[0], exist[0], c, w)
-        pred = FramePrediction(Lanes(xs, self.rows, exist[0].astype(np.float32)), dets)
+        dets = numpy_decode_boxes(out.heatmap, out.box, c, w, h)
+        xs = numpy_decode_lanes(out.lane_logits, out.lane_exist, c, w)
+        pred = FramePrediction(Lanes(xs, self.rows, out.lane_exist.astype(np.float32)), dets)
         t3 = clock()
         lane, tracks, warn = read_scene(pred, self.calib, self.tracker, t_s, speed_mps)
         t4 = clock()

@@ -25,6 +25,7 @@ from perception.dataset.split import load_splits
 from perception.errors import UserError, first_line
 from serving import overlay
 from serving.bench_stats import Profile, describe, with_units
+from serving.contract import ModelOutputs
 from serving.geometry import Calib
 from serving.io import ClipSource, Frame
 from serving.postprocess import Postprocessor
@@ -104,9 +105,9 @@ class TorchLoop:
         t1 = clock()
         with self.torch.inference_mode():
             out = self.net(self.torch.from_numpy(x).to(self.dev))
-            heat, box, lanes, exist = (o.float().cpu().numpy() for o in out)
+            out = ModelOutputs(*(o.float().cpu().numpy() for o in out))
         t2 = clock()
-        pred = self.post(heat[0], box[0], lanes[0], exist[0])
+        pred = self.post(out.image(0))
         pred.lanes = self.smoother(pred.lanes)
         t3 = clock()
         lane, tracks, warn = read_scene(pred, self.calib, self.tracker, t_s, speed)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Generic, NamedTuple, TypeVar
 
 # Obstacle classes, in the order of the detection head's channels and COCO category ids - 1.
 CLASS_NAMES: tuple[str, ...] = ("car", "truck", "pedestrian", "cyclist")
@@ -36,14 +36,37 @@ def tusimple_h_samples(image_height: int = 720) -> list[int]:
 
 CONTRACT_VERSION = 1
 
-# Output tensors, by name, in the order the network returns them.
-HEATMAP = "heatmap"  # float32[B, C, H/s, W/s]: per-class centre probability (sigmoid)
-BOX = "box"  # float32[B, 4, H/s, W/s]: distances left, top, right, bottom
-#                              from the cell centre to the box edges, input pixels
-LANE_LOGITS = "lane_logits"  # float32[B, L, R, G + 1]: per slot and row anchor, logits over
-#                              G columns cells + 1 "no lane at this row"
-LANE_EXIST = "lane_exist"  # float32[B, L]: probability that the slot's lane exists
-OUTPUT_NAMES: tuple[str, ...] = (HEATMAP, BOX, LANE_LOGITS, LANE_EXIST)
+Array = TypeVar("Array")  # numpy.ndarray in serving, torch.Tensor in training
+
+
+class ModelOutputs(NamedTuple, Generic[Array]):
+    """The network's outputs by name, in the order the network returns them (and the ONNX
+    file lists them). The same tuple comes out of the PyTorch module, serving's Engine and
+    every predictor, so that nothing unpacks them by position. Shapes with the batch axis:
+
+    heatmap: float32[B, C, H/s, W/s], per-class centre probability (sigmoid)
+    box: float32[B, 4, H/s, W/s], distances from the cell centre to the box edges (BOX_LEFT,
+        BOX_TOP, BOX_RIGHT, BOX_BOTTOM), input pixels
+    lane_logits: float32[B, L, R, G + 1], per slot and row anchor, logits over G column
+        cells + 1 "no lane at this row"
+    lane_exist: float32[B, L], probability that the slot's lane exists
+
+    ``image(i)`` gives one image's outputs (batch axis dropped), what the decode takes."""
+
+    heatmap: Array
+    box: Array
+    lane_logits: Array
+    lane_exist: Array
+
+    def image(self, i: int = 0) -> ModelOutputs[Array]:
+        """The outputs of image i of the batch, without the batch axis."""
+        return ModelOutputs(*(o[i] for o in self))  # type: ignore[index]
+
+
+# Output tensor names, as in the ONNX file: ModelOutputs' fields.
+HEATMAP, BOX, LANE_LOGITS, LANE_EXIST = ModelOutputs._fields
+OUTPUT_NAMES: tuple[str, ...] = ModelOutputs._fields
+# the four channels of the box output: distances from the cell centre, input pixels
 BOX_LEFT, BOX_TOP, BOX_RIGHT, BOX_BOTTOM = range(4)
 
 
@@ -99,6 +122,18 @@ class ModelContract:
     def grid(self) -> tuple[int, int]:
         """(rows, cols) of the heatmap."""
         return self.input_height // self.stride, self.input_width // self.stride
+
+    @property
+    def output_shapes(self) -> ModelOutputs[tuple[int, ...]]:
+        """Each output's shape for one image (no batch axis), as the contract makes it."""
+        gh, gw = self.grid
+        n_l = len(self.lane_slots)
+        return ModelOutputs(
+            (len(self.class_names), gh, gw),
+            (4, gh, gw),
+            (n_l, len(self.row_anchors), self.lane_cells + 1),
+            (n_l,),
+        )
 
     def to_metadata(self) -> dict[str, str]:
         """ONNX metadata_props: one JSON value per key, prefixed "contract."."""

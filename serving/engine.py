@@ -16,13 +16,10 @@ import numpy as np
 import onnxruntime as ort
 
 from serving.contract import (
-    BOX,
-    HEATMAP,
-    LANE_EXIST,
-    LANE_LOGITS,
     OUTPUT_NAMES,
     ContractError,
     ModelContract,
+    ModelOutputs,
 )
 
 PROVIDERS = {
@@ -78,20 +75,19 @@ def check_output_shapes(c: ModelContract, shapes: dict[str, list], path: str | P
     what the contract makes of them: ContractError naming the file, the output and the
     contract key, so that a class count that does not match the heatmap fails at load and
     not at the first frame."""
-    gh, gw = c.grid
-    n_cls, n_l, n_r = len(c.class_names), len(c.lane_slots), len(c.row_anchors)
-    want = {
-        HEATMAP: ([n_cls, gh, gw], "class_names, input size / stride"),
-        BOX: ([4, gh, gw], "input size / stride"),
-        LANE_LOGITS: ([n_l, n_r, c.lane_cells + 1], "lane_slots, row_anchors, lane_cells"),
-        LANE_EXIST: ([n_l], "lane_slots"),
-    }
-    for name, (dims, keys) in want.items():
+    keys = ModelOutputs(
+        "class_names, input size / stride",
+        "input size / stride",
+        "lane_slots, row_anchors, lane_cells",
+        "lane_slots",
+    )
+    want = {n: (list(d), k) for n, d, k in zip(OUTPUT_NAMES, c.output_shapes, keys, strict=True)}
+    for name, (dims, what) in want.items():
         got = list(shapes[name])[1:]
         fixed = [(g, w) for g, w in zip(got, dims, strict=False) if isinstance(g, int)]
         if len(got) != len(dims) or any(g != w for g, w in fixed):
             raise ContractError(
-                f"{path}: output {name} is {got}, the contract ({keys}) makes it {dims}"
+                f"{path}: output {name} is {got}, the contract ({what}) makes it {dims}"
             )
 
 
@@ -145,19 +141,13 @@ class Engine:
     def _bind(self) -> None:
         """Preallocate the input and output buffers and bind them once."""
         c = self.contract
-        gh, gw = c.grid
-        n_cls, n_l, n_r = len(c.class_names), len(c.lane_slots), len(c.row_anchors)
-        shapes = {
-            "heatmap": (1, n_cls, gh, gw),
-            "box": (1, 4, gh, gw),
-            "lane_logits": (1, n_l, n_r, c.lane_cells + 1),
-            "lane_exist": (1, n_l),
-        }
+        shapes = dict(zip(OUTPUT_NAMES, c.output_shapes, strict=True))
         out_types = {o.name: o.type for o in self.session.get_outputs()}
         self.outputs = {
-            n: np.empty(shapes[n], np.float16 if "float16" in out_types[n] else np.float32)
+            n: np.empty((1, *shapes[n]), np.float16 if "float16" in out_types[n] else np.float32)
             for n in OUTPUT_NAMES
         }
+        self._result = ModelOutputs(*(self.outputs[n] for n in OUTPUT_NAMES))
         self.input = np.zeros((1, 3, c.input_height, c.input_width), self.input_dtype)
         self.binding = self.session.io_binding()
         if self.device == "cpu":
@@ -169,10 +159,10 @@ class Engine:
         for name, arr in self.outputs.items():
             self.binding.bind_ortvalue_output(name, ort.OrtValue.ortvalue_from_numpy(arr))
 
-    def run(self, x: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    def run(self, x: np.ndarray | None = None) -> ModelOutputs[np.ndarray]:
         """Infer on x (float32[1, 3, H, W]) or, when x is None, on self.input as already
-        filled in place. Returns views of the preallocated outputs, in OUTPUT_NAMES order:
-        copy them to keep them past the next call."""
+        filled in place. Returns views of the preallocated outputs (batch axis first): copy
+        them to keep them past the next call."""
         if x is not None:
             if self.device == "cpu":
                 np.copyto(self.input, x, casting="same_kind")
@@ -181,14 +171,7 @@ class Engine:
         elif self.device != "cpu":
             self._in_value.update_inplace(self.input)
         self.session.run_with_iobinding(self.binding)
-        return tuple(self.outputs[n] for n in OUTPUT_NAMES)
-
-    def run_batch(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Plain session.run on a batch (dynamic batch axis), for evaluation and parity."""
-        out = self.session.run(
-            list(OUTPUT_NAMES), {self.contract.input_name: x.astype(self.input_dtype, copy=False)}
-        )
-        return tuple(np.asarray(o, np.float32) for o in out)
+        return self._result
 
     def warmup(self, runs: int = 3) -> float:
         """Run on zeros; returns the first run's seconds (the cold first inference)."""

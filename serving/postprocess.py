@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
-from serving.contract import ModelContract
+from serving.contract import BOX_BOTTOM, BOX_LEFT, BOX_RIGHT, BOX_TOP, ModelContract, ModelOutputs
 
 NO_POINT = -2.0  # TuSimple's marker for "no lane point at this row"
 
@@ -174,10 +174,10 @@ def decode_boxes(
                     i = int(n)
                     n += 1
                 cx, cy = (x + 0.5) * stride, (y + 0.5) * stride
-                boxes[i, 0] = max((cx - box[0, y, x]) * sx, 0.0)
-                boxes[i, 1] = max((cy - box[1, y, x]) * sy, 0.0)
-                boxes[i, 2] = min((cx + box[2, y, x]) * sx, width - 1.0)
-                boxes[i, 3] = min((cy + box[3, y, x]) * sy, height - 1.0)
+                boxes[i, 0] = max((cx - box[BOX_LEFT, y, x]) * sx, 0.0)
+                boxes[i, 1] = max((cy - box[BOX_TOP, y, x]) * sy, 0.0)
+                boxes[i, 2] = min((cx + box[BOX_RIGHT, y, x]) * sx, width - 1.0)
+                boxes[i, 3] = min((cy + box[BOX_BOTTOM, y, x]) * sy, height - 1.0)
                 scores[i] = v
                 classes[i] = c
     keep = nms(boxes[:n], scores[:n], classes[:n], iou, max_out)
@@ -195,20 +195,16 @@ class Postprocessor:
         self.sy = height / contract.input_height
 
     def __call__(
-        self,
-        heat: np.ndarray,
-        box: np.ndarray,
-        lane_logits: np.ndarray,
-        lane_exist: np.ndarray,
-        score_threshold: float | None = None,
+        self, out: ModelOutputs[np.ndarray], score_threshold: float | None = None
     ) -> FramePrediction:
-        """One image's outputs (no batch axis) -> FramePrediction in source pixels.
-        score_threshold overrides the contract's (evaluation sweeps it for PR curves)."""
+        """One image's outputs (no batch axis: ``outputs.image(0)``) -> FramePrediction in
+        source pixels. score_threshold overrides the contract's (evaluation ranks detections
+        down to a lower one for AP)."""
         c = self.c
         thr = c.score_threshold if score_threshold is None else score_threshold
         b, s, k = decode_boxes(
-            heat,
-            box,
+            out.heatmap,
+            out.box,
             thr,
             float(c.stride),
             self.sx,
@@ -218,18 +214,20 @@ class Postprocessor:
             c.nms_iou,
             c.max_detections,
         )
-        xs = np.empty(lane_logits.shape[:2], np.float32)
-        decode_lanes(lane_logits, lane_exist, c.lane_exist_threshold, float(self.width), xs)
-        return FramePrediction(
-            Lanes(xs, self.rows, lane_exist.astype(np.float32)), Detections(b, s, k)
-        )
+        xs = np.empty(out.lane_logits.shape[:2], np.float32)
+        w = float(self.width)
+        decode_lanes(out.lane_logits, out.lane_exist, c.lane_exist_threshold, w, xs)
+        exist = out.lane_exist.astype(np.float32)
+        return FramePrediction(Lanes(xs, self.rows, exist), Detections(b, s, k))
 
     def warmup(self) -> None:
         g = self.c.grid
         n_l, n_r = len(self.c.lane_slots), len(self.c.row_anchors)
         self(
-            np.zeros((len(self.c.class_names), *g), np.float32),
-            np.zeros((4, *g), np.float32),
-            np.zeros((n_l, n_r, self.c.lane_cells + 1), np.float32),
-            np.ones(n_l, np.float32),
+            ModelOutputs(
+                np.zeros((len(self.c.class_names), *g), np.float32),
+                np.zeros((4, *g), np.float32),
+                np.zeros((n_l, n_r, self.c.lane_cells + 1), np.float32),
+                np.ones(n_l, np.float32),
+            )
         )

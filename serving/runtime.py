@@ -105,9 +105,9 @@ class Runtime:
         t0 = clock()
         self.pre(image)
         t1 = clock()
-        heat, box, lanes, exist = self.engine.run()
+        out = self.engine.run()
         t2 = clock()
-        pred = self.post(heat[0], box[0], lanes[0], exist[0])
+        pred = self.post(out.image(0))
         if self.undistort:
             pred = distort_prediction(pred, self.calib)
         pred.lanes = self.smoother(pred.lanes)

@@ -143,9 +143,9 @@ def test_variants_load_and_decode(exported: dict[str, Path], variant: str) -> No
     assert engine.contract == contract
     frame = np.full((360, 640, 3), 90, np.uint8)
     x = Preprocessor(contract)(frame)
-    heat, box, lanes, exist = engine.run(x)
+    out = engine.run(x)
     ref = Engine(src).run(x)
-    assert heat.shape == ref[0].shape and lanes.shape == ref[2].shape
-    assert np.abs(heat.astype(np.float32) - ref[0]).max() < 0.1
-    pred = Postprocessor(contract, 640, 360)(heat[0], box[0], lanes[0], exist[0])
+    assert out.heatmap.shape == ref.heatmap.shape and out.lane_logits.shape == ref.lane_logits.shape
+    assert np.abs(out.heatmap.astype(np.float32) - ref.heatmap).max() < 0.1
+    pred = Postprocessor(contract, 640, 360)(out.image(0))
     assert pred.lanes.xs.shape == (4, len(contract.row_anchors))

@@ -20,7 +20,7 @@ from perception.model.net import PerceptionNet
 from perception.model.targets import encode, lane_xs_at_anchors, logits_from_targets
 from perception.params import DataParams, SplitParams
 from perception.sim.generate import generate
-from serving.contract import ModelContract
+from serving.contract import ModelContract, ModelOutputs
 from serving.postprocess import NO_POINT, Postprocessor
 
 TINY = DataParams(seed=3, clips=5, frames=4, width=640, height=360, workers=1)
@@ -50,7 +50,7 @@ def test_targets_round_trip_through_decode(tiny: Path) -> None:
         for lb in clip.labels:
             t = encode(lb, w, h, clip.meta.h_samples, c)
             heat = (t.heat == 1.0).astype(np.float32)  # ideal network: ones at centres only
-            pred = post(heat, t.box, logits_from_targets(t, c), t.lane_exist)
+            pred = post(ModelOutputs(heat, t.box, logits_from_targets(t, c), t.lane_exist))
             got = list(zip(pred.detections.classes, pred.detections.boxes, strict=True))
             centres = {}
             for ob in lb.obstacles:

@@ -17,7 +17,7 @@ import torch
 
 from perception.dataset.schema import Dataset
 from perception.train import load_model
-from serving.contract import OUTPUT_NAMES
+from serving.contract import OUTPUT_NAMES, ModelOutputs
 from serving.engine import Engine
 from serving.io import read_image
 from serving.postprocess import NO_POINT, FramePrediction, Postprocessor
@@ -90,13 +90,13 @@ def check_parity(
     for frame in frames:
         x = pre(frame).copy()
         with torch.inference_mode():
-            ref = [o.numpy() for o in net(torch.from_numpy(x))]
-        got = [o.copy() for o in engine.run(x)]
+            ref = ModelOutputs(*(o.numpy() for o in net(torch.from_numpy(x))))
+        got = ModelOutputs(*(o.copy() for o in engine.run(x)))
         raw = {
             n: float(np.abs(r - g).max()) for n, r, g in zip(OUTPUT_NAMES, ref, got, strict=True)
         }
         post = Postprocessor(engine.contract, frame.shape[1], frame.shape[0])
-        lane, boxes_ok = compare_decoded(post(*(r[0] for r in ref)), post(*(g[0] for g in got)))
+        lane, boxes_ok = compare_decoded(post(ref.image(0)), post(got.image(0)))
         results.append(FrameParity(raw, lane, boxes_ok))
     raw_max = {n: max(r.raw_max_abs[n] for r in results) for n in OUTPUT_NAMES}
     lane_max = max(r.lane_max_px for r in results)

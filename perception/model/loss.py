@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torchvision.ops import generalized_box_iou_loss
 
 from perception.model.net import BOX_SCALE
+from serving.contract import ModelOutputs
 
 
 def focal_heatmap(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
@@ -63,14 +64,13 @@ def lanes(
 
 
 def total(
-    out: tuple[torch.Tensor, ...], batch: dict[str, torch.Tensor]
+    out: ModelOutputs[torch.Tensor], batch: dict[str, torch.Tensor]
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    heat, box, lane_logits, lane_exist = out
     parts = {
-        "heatmap": focal_heatmap(heat.float(), batch["heat"]),
-        "box": box_regression(box.float(), batch["box"], batch["box_mask"]),
+        "heatmap": focal_heatmap(out.heatmap.float(), batch["heat"]),
+        "box": box_regression(out.box.float(), batch["box"], batch["box_mask"]),
         "lanes": lanes(
-            lane_logits.float(), lane_exist.float(), batch["lane_cls"], batch["lane_exist"]
+            out.lane_logits.float(), out.lane_exist.float(), batch["lane_cls"], batch["lane_exist"]
         ),
     }
     loss = parts["heatmap"] + 2.0 * parts["box"] + parts["lanes"]

@@ -21,7 +21,7 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock
 from torchvision.ops import Conv2dNormActivation
 
-from serving.contract import ModelContract
+from serving.contract import ModelContract, ModelOutputs
 
 BOX_SCALE = 16.0  # box distances are predicted in units of 16 input pixels
 
@@ -42,8 +42,8 @@ def _stage(cin: int, cout: int, blocks: int) -> nn.Sequential:
 
 
 class PerceptionNet(nn.Module):
-    """image float32[B, 3, H, W] normalised RGB -> (heatmap, box, lane_logits, lane_exist),
-    shapes as in serving/contract.py."""
+    """image float32[B, 3, H, W] normalised RGB -> ModelOutputs (heatmap, box, lane_logits,
+    lane_exist), shapes as in serving/contract.py."""
 
     def __init__(self, contract: ModelContract, cfg: NetConfig | None = None):
         super().__init__()
@@ -76,7 +76,7 @@ class PerceptionNet(nn.Module):
         self.lane_cls = nn.Linear(cfg.lane_hidden, math.prod(self.lane_shape))
         self.lane_exist = nn.Linear(cfg.lane_hidden, n_lanes)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, x: torch.Tensor) -> ModelOutputs[torch.Tensor]:
         f8 = self.s8(self.stem(x))
         f16 = self.s16(f8)
         f32 = self.s32(f16)
@@ -89,4 +89,4 @@ class PerceptionNet(nn.Module):
         h = self.lane_fc(self.lane_reduce(f32))
         lanes = self.lane_cls(h).view(-1, *self.lane_shape)  # (B, L, R, G+1)
         exist = torch.sigmoid(self.lane_exist(h))  # (B, L)
-        return heat, box, lanes, exist
+        return ModelOutputs(heat, box, lanes, exist)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from serving.contract import ModelContract
+from serving.contract import ModelContract, ModelOutputs
 from serving.geometry import Calib
 from serving.postprocess import FramePrediction, Postprocessor
 from serving.preprocess import Preprocessor
@@ -35,7 +35,7 @@ class _Base:
             self._post[key] = Postprocessor(self.contract, width, height)
         return self._post[key]
 
-    def infer(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
+    def infer(self, x: np.ndarray) -> ModelOutputs[np.ndarray]:
         raise NotImplementedError
 
     def __call__(
@@ -47,11 +47,10 @@ class _Base:
     ) -> FramePrediction:
         """frame uint8[H, W, 3] BGR -> FramePrediction in source pixels. Lanes come on the
         contract's row anchors (rows is accepted for the Predictor protocol)."""
-        x = self.pre(frame_bgr)
-        heat, box, lanes, exist = self.infer(x)
+        out = self.infer(self.pre(frame_bgr))
         h, w = frame_bgr.shape[:2]
         thr = self.score_threshold if score_threshold is None else score_threshold
-        return self.post(w, h)(heat[0], box[0], lanes[0], exist[0], thr)
+        return self.post(w, h)(out.image(0), thr)
 
 
 class TorchPredictor(_Base):
@@ -64,10 +63,10 @@ class TorchPredictor(_Base):
         self.net = load_model(path)
         super().__init__(self.net.contract)
 
-    def infer(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
+    def infer(self, x: np.ndarray) -> ModelOutputs[np.ndarray]:
         with self.torch.inference_mode():
             out = self.net(self.torch.from_numpy(x))
-        return tuple(o.numpy() for o in out)
+        return ModelOutputs(*(o.numpy() for o in out))
 
 
 class OnnxPredictor(_Base):
@@ -81,7 +80,7 @@ class OnnxPredictor(_Base):
         super().__init__(self.engine.contract)
         self.pre.out = self.engine.input  # preprocess straight into the bound input buffer
 
-    def infer(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
+    def infer(self, x: np.ndarray) -> ModelOutputs[np.ndarray]:
         return self.engine.run(None if x is self.engine.input else x)
 
 
