@@ -11,7 +11,6 @@ checkpoint after each epoch lets `--resume` continue an interrupted run where it
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -27,13 +26,13 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
 from perception.dataset.split import load_splits
-from perception.errors import UserError, first_line
+from perception.errors import UserError
 from perception.model import loss as losses
 from perception.model.data import FrameCache, TrainSet
-from perception.model.net import NetConfig, PerceptionNet
+from perception.model.files import load_model, load_torch_file, model_file, save_atomic
+from perception.model.net import PerceptionNet
 from perception.params import TrainParams, load_params, section
 from serving.contract import ModelContract
-from serving.files import atomic_write_bytes
 
 
 @dataclass
@@ -78,60 +77,6 @@ def setup_dist() -> Dist:
     if world > 1:
         dist.init_process_group("nccl" if cuda else "gloo")
     return Dist(rank, world, device)
-
-
-def save_atomic(obj: Any, path: str | Path) -> None:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def model_file(net: PerceptionNet, params: TrainParams, extra: dict[str, Any]) -> dict:
-    """What models/model.pt holds: weights plus everything needed to rebuild and decode."""
-    return {
-        "format": "perception-model/1",
-        "state_dict": net.state_dict(),
-        "contract": asdict(net.contract),
-        "net": asdict(net.cfg),
-        "train_params": asdict(params),
-        **extra,
-    }
-
-
-def load_torch_file(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
-    """torch.load with weights_only (never unpickles code); a corrupt, truncated or pickled
-    file is one UserError naming it, not a torch traceback."""
-    try:
-        blob = torch.load(path, map_location=device, weights_only=True)
-    except FileNotFoundError:
-        raise UserError(f"{path}: missing file") from None
-    except Exception as e:  # zip, pickle and unpickler errors all mean "not our file"
-        msg = first_line(e)[:120]
-        raise UserError(f"{path}: not a readable weights-only torch file ({msg})") from None
-    if not isinstance(blob, dict):
-        raise UserError(f"{path}: not a file written by perception train")
-    return blob
-
-
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> PerceptionNet:
-    """Rebuild the network saved by `perception train` (weights only: no pickled code)."""
-    blob = load_torch_file(path, device)
-    if blob.get("format") != "perception-model/1":
-        raise UserError(f"{path}: not a model file written by perception train")
-    try:
-        contract = ModelContract(**_tuples(blob["contract"]))
-        cfg = NetConfig(**_tuples(blob["net"]))
-        net = PerceptionNet(contract, cfg)
-        net.load_state_dict(blob["state_dict"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        msg = first_line(e)[:120]
-        raise UserError(f"{path}: model file does not match this network ({msg})") from None
-    return net.eval()
-
-
-def _tuples(d: dict[str, Any]) -> dict[str, Any]:
-    """Lists back to the tuples of the frozen dataclasses they came from."""
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
 
 
 def _loader(ds: TrainSet, p: TrainParams, d: Dist, shuffle: bool) -> DataLoader:
@@ -186,6 +131,44 @@ def _epoch(
     return {k: v / max(n, 1) for k, v in sums.items()}
 
 
+@dataclass
+class Run:
+    """The pieces of one training run."""
+
+    d: Dist
+    train_ds: TrainSet
+    raw: PerceptionNet  # the network (net is the same, wrapped in DDP with several ranks)
+    net: nn.Module
+    opt: torch.optim.Optimizer
+    sched: Any
+    scaler: Any
+    dl: DataLoader
+    vdl: DataLoader
+
+
+def _build(data: str, splits_path: str, p: TrainParams, progress: bool) -> Run:
+    d = setup_dist()
+    d.amp = amp_dtype(d.device, p.precision)
+    d.progress = progress
+    torch.manual_seed(p.seed)
+    splits = load_splits(splits_path)
+    contract = ModelContract()
+    limit = p.max_frames or None
+    train_cache = FrameCache(data, splits["train"], contract, progress and d.main, limit)
+    val_cache = FrameCache(
+        data, splits["val"], contract, progress and d.main, max(limit // 4, 8) if limit else None
+    )
+    train_ds, val_ds = TrainSet(train_cache, True, p.seed), TrainSet(val_cache, False, p.seed)
+    raw = PerceptionNet(contract).to(d.device).to(memory_format=torch.channels_last)
+    net: nn.Module = DistributedDataParallel(raw) if d.world > 1 else raw
+    opt = torch.optim.AdamW(net.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+    dl, vdl = _loader(train_ds, p, d, True), _loader(val_ds, p, d, False)
+    steps = max(20, p.epochs * len(dl))  # OneCycleLR needs a few steps per phase
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, p.lr, total_steps=steps, pct_start=0.1)
+    scaler = torch.amp.GradScaler(enabled=d.amp == torch.float16)
+    return Run(d, train_ds, raw, net, opt, sched, scaler, dl, vdl)
+
+
 def train(
     data: str,
     splits_path: str,
@@ -200,78 +183,67 @@ def train(
     """Train on the train clips of splits_path, pick the epoch with the lowest validation
     loss, write it to `out`; a checkpoint after every epoch. stop_after: end after that many
     epochs in all (an interrupted run, for --resume), without writing `out`."""
-    d = setup_dist()
-    d.amp = amp_dtype(d.device, p.precision)
-    d.progress = progress
-    torch.manual_seed(p.seed)
-    splits = load_splits(splits_path)
-    contract = ModelContract()
-    limit = p.max_frames or None
-    train_cache = FrameCache(data, splits["train"], contract, progress and d.main, limit)
-    val_cache = FrameCache(
-        data, splits["val"], contract, progress and d.main, max(limit // 4, 8) if limit else None
-    )
-    train_ds, val_ds = TrainSet(train_cache, True, p.seed), TrainSet(val_cache, False, p.seed)
-    raw = PerceptionNet(contract).to(d.device).to(memory_format=torch.channels_last)
-    net: torch.nn.Module = raw
-    if d.world > 1:
-        net = DistributedDataParallel(net)
-    opt = torch.optim.AdamW(net.parameters(), lr=p.lr, weight_decay=p.weight_decay)
-    dl, vdl = _loader(train_ds, p, d, True), _loader(val_ds, p, d, False)
-    steps = max(20, p.epochs * len(dl))  # OneCycleLR needs a few steps per phase
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, p.lr, total_steps=steps, pct_start=0.1)
-    scaler = torch.amp.GradScaler(enabled=d.amp == torch.float16)
-    state = TrainState()
-    if resume:
-        state = _resume(checkpoint, raw, opt, sched, dl, p, d)
+    r = _build(data, splits_path, p, progress)
+    d = r.d
+    state = _resume(checkpoint, r, p) if resume else TrainState()
     live = _live(live_dir, p, resume and state.epoch > 0) if d.main else None
     t0 = time.perf_counter()
     last = p.epochs if stop_after is None else min(stop_after, p.epochs)
     for epoch in range(state.epoch, last):
-        train_ds.epoch = epoch
-        if isinstance(dl.sampler, DistributedSampler):
-            dl.sampler.set_epoch(epoch)
-        tr = _epoch(net, dl, opt, sched, scaler, d, f"epoch {epoch + 1}/{p.epochs}")
-        va = _epoch(net, vdl, None, None, None, d, "val")
+        r.train_ds.epoch = epoch
+        if isinstance(r.dl.sampler, DistributedSampler):
+            r.dl.sampler.set_epoch(epoch)
+        tr = _epoch(r.net, r.dl, r.opt, r.sched, r.scaler, d, f"epoch {epoch + 1}/{p.epochs}")
+        va = _epoch(r.net, r.vdl, None, None, None, d, "val")
         va_loss = _all_mean(va["loss"], d)
         if va_loss < state.best_val:  # keep the weights that generalise best, not the last
             state.best_val, state.best_epoch = va_loss, epoch
-            state.best = {k: v.detach().clone() for k, v in raw.state_dict().items()}
+            state.best = {k: v.detach().clone() for k, v in r.raw.state_dict().items()}
         state.epoch = epoch + 1
         if d.main:
-            state.history = {
-                **{f"train/{k}": v for k, v in tr.items()},
-                **{f"val/{k}": v for k, v in va.items()},
-            }
             assert live is not None
-            for k, v in state.history.items():
-                live.log_metric(k, v)
-            live.log_metric("lr", sched.get_last_lr()[0])
-            live.next_step()
-            save_atomic(_checkpoint(raw, opt, sched, dl, state, p), checkpoint)
+            _log_epoch(live, r, state, tr, va)
+            save_atomic(_checkpoint(r, state, p), checkpoint)
+            best = " (best)" if state.best_epoch == epoch else ""
             print(
                 f"epoch {epoch + 1}/{p.epochs}: train {tr['loss']:.3f} val {va['loss']:.3f}"
-                f"{' (best)' if state.best_epoch == epoch else ''} "
-                f"({time.perf_counter() - t0:.0f} s)",
+                f"{best} ({time.perf_counter() - t0:.0f} s)",
                 flush=True,
             )
     if d.main and last == p.epochs:
-        minutes = (time.perf_counter() - t0) / 60
-        if state.best is not None:
-            raw.load_state_dict(state.best)
-        # model.pt holds only what the inputs determine (no clock): the same code, params
-        # and data give the same bytes, so a DVC remote filled anywhere serves everyone
-        extra = {"history": state.history, "best_epoch": state.best_epoch}
-        save_atomic(model_file(raw, p, extra), out)
-        if live is not None:
-            live.summary["train_minutes"] = round(minutes, 2)
-            live.summary["best_epoch"] = state.best_epoch + 1
-            live.summary["best_val_loss"] = round(state.best_val, 4)
-            live.end()
+        _finish(r, state, p, out, live, (time.perf_counter() - t0) / 60)
     if d.world > 1:
         dist.barrier()
         dist.destroy_process_group()
     return state.history
+
+
+def _log_epoch(
+    live: Any, r: Run, state: TrainState, tr: dict[str, float], va: dict[str, float]
+) -> None:
+    state.history = {
+        **{f"train/{k}": v for k, v in tr.items()},
+        **{f"val/{k}": v for k, v in va.items()},
+    }
+    for k, v in state.history.items():
+        live.log_metric(k, v)
+    live.log_metric("lr", r.sched.get_last_lr()[0])
+    live.next_step()
+
+
+def _finish(r: Run, state: TrainState, p: TrainParams, out: str, live: Any, minutes: float) -> None:
+    """Write the best epoch's weights as the model; close the DVCLive run."""
+    if state.best is not None:
+        r.raw.load_state_dict(state.best)
+    # model.pt holds only what the inputs determine (no clock): the same code, params and
+    # data give the same bytes, so a DVC remote filled anywhere serves everyone
+    extra = {"history": state.history, "best_epoch": state.best_epoch}
+    save_atomic(model_file(r.raw, p, extra), out)
+    if live is not None:
+        live.summary["train_minutes"] = round(minutes, 2)
+        live.summary["best_epoch"] = state.best_epoch + 1
+        live.summary["best_val_loss"] = round(state.best_val, 4)
+        live.end()
 
 
 @dataclass
@@ -294,18 +266,16 @@ def _all_mean(x: float, d: Dist) -> float:
     return float(t.item()) / d.world
 
 
-def _checkpoint(
-    raw: nn.Module, opt: Any, sched: Any, dl: DataLoader, state: TrainState, p: TrainParams
-) -> dict[str, Any]:
+def _checkpoint(r: Run, state: TrainState, p: TrainParams) -> dict[str, Any]:
     """Everything that makes a resumed run continue exactly as the uninterrupted one: the
     weights, optimiser and schedule, the random states (dropout, shuffling) and the best
     weights so far."""
-    gen = getattr(dl.sampler, "generator", None)
+    gen = getattr(r.dl.sampler, "generator", None)
     return {
         "format": "perception-checkpoint/2",
-        "model": raw.state_dict(),
-        "opt": opt.state_dict(),
-        "sched": sched.state_dict(),
+        "model": r.raw.state_dict(),
+        "opt": r.opt.state_dict(),
+        "sched": r.sched.state_dict(),
         "epoch": state.epoch - 1,
         "epochs": p.epochs,
         "best_val": state.best_val,
@@ -317,15 +287,13 @@ def _checkpoint(
     }
 
 
-def _resume(
-    path: str, raw: nn.Module, opt: Any, sched: Any, dl: DataLoader, p: TrainParams, d: Dist
-) -> TrainState:
+def _resume(path: str, r: Run, p: TrainParams) -> TrainState:
     """Load a checkpoint written by _checkpoint; refuse (one line) a missing or foreign file
     and a run whose schedule would differ (train.epochs changed: the one-cycle schedule
     spans all epochs, so it cannot be stretched)."""
     if not Path(path).is_file():
         raise UserError(f"{path}: no checkpoint to resume from")
-    ck = load_torch_file(path, d.device)
+    ck = load_torch_file(path, r.d.device)
     if ck.get("format") != "perception-checkpoint/2":
         raise UserError(f"{path}: not a checkpoint written by this version of perception train")
     if int(ck["epochs"]) != p.epochs:
@@ -333,11 +301,11 @@ def _resume(
             f"{path}: written by a run of {ck['epochs']} epochs, train.epochs is {p.epochs}; "
             "resume with the same epochs, or train afresh"
         )
-    raw.load_state_dict(ck["model"])
-    opt.load_state_dict(ck["opt"])
-    sched.load_state_dict(ck["sched"])
+    r.raw.load_state_dict(ck["model"])
+    r.opt.load_state_dict(ck["opt"])
+    r.sched.load_state_dict(ck["sched"])
     torch.set_rng_state(ck["torch_rng"])
-    gen = getattr(dl.sampler, "generator", None)
+    gen = getattr(r.dl.sampler, "generator", None)
     if gen is not None and ck["sampler_rng"] is not None:
         gen.set_state(ck["sampler_rng"])
     return TrainState(
@@ -397,3 +365,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run)
+
+
+__all__ = ["load_model", "model_file", "save_atomic", "train"]  # load_model: older imports

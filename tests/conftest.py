@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from perception.export.onnx_export import export_onnx
+from perception.model.files import model_file, save_atomic
 from perception.model.net import PerceptionNet
 from perception.params import TrainParams
-from perception.train import model_file, save_atomic
 from serving.contract import ModelContract
 
 

@@ -14,10 +14,10 @@ from perception.dataset.schema import Dataset
 from perception.export.onnx_export import export_onnx, metadata, provenance, set_metadata
 from perception.export.parity import check_parity, parity_frames
 from perception.export.quantize import calibration_frames, convert_fp16, quantize_int8
+from perception.model.files import model_file, save_atomic
 from perception.model.net import PerceptionNet
 from perception.params import DataParams, TrainParams
 from perception.sim.generate import generate
-from perception.train import model_file, save_atomic
 from serving.contract import CONTRACT_VERSION, ContractError, ModelContract
 from serving.engine import Engine, read_contract
 from serving.postprocess import Postprocessor

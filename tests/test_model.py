@@ -139,7 +139,7 @@ def test_ddp_two_processes_on_cpu(tiny: Path, tmp_path: Path) -> None:
     env = dict(os.environ, OMP_NUM_THREADS="1")
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stderr[-3000:]
-    from perception.train import load_model
+    from perception.model.files import load_model
 
     net = load_model(model)
     assert isinstance(net, PerceptionNet)
@@ -226,7 +226,7 @@ def _train_cli(
 def test_resume_gives_the_same_model_as_an_uninterrupted_run(
     tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from perception.train import load_model
+    from perception.model.files import load_model
 
     weights = []
     for name, runs in (("once", [()]), ("twice", [("--stop-after", "1"), ("--resume",)])):

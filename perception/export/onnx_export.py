@@ -12,7 +12,7 @@ from typing import Any
 import onnx
 import torch
 
-from perception.train import load_model
+from perception.model.files import load_model
 from serving.contract import OUTPUT_NAMES
 from serving.files import atomic_write_bytes
 

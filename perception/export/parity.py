@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from perception.dataset.schema import Dataset
-from perception.train import load_model
+from perception.model.files import load_model
 from serving.contract import OUTPUT_NAMES, ModelOutputs
 from serving.engine import Engine
 from serving.io import read_image

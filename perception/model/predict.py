@@ -57,7 +57,7 @@ class TorchPredictor(_Base):
     def __init__(self, path: str | Path):
         import torch
 
-        from perception.train import load_model
+        from perception.model.files import load_model
 
         self.torch = torch
         self.net = load_model(path)

@@ -47,6 +47,16 @@ BODY_COLOURS = np.array(
 )
 
 
+# car shape -> (cabin length, cabin centre offset), fractions of the body length
+CAR_SHAPES = {
+    "sedan": (0.5, -0.05),
+    "hatch": (0.62, -0.12),
+    "suv": (0.68, -0.1),
+    "van": (0.86, -0.04),
+    "pickup": (0.36, 0.12),
+}
+
+
 @dataclass
 class Part:
     """A box in the body frame: centre (x, y, z of its middle), size (l, w, h), BGR colour."""
@@ -98,14 +108,9 @@ def vehicle_parts(
     glass = (int(rng.integers(30, 75)),) * 3
     clear = float(rng.uniform(0.15, 0.3))  # ground clearance
     if cls == "car":
-        style = str(
-            rng.choice(["sedan", "hatch", "suv", "van", "pickup"], p=[0.4, 0.2, 0.25, 0.08, 0.07])
-        )
+        style = str(rng.choice(list(CAR_SHAPES), p=[0.4, 0.2, 0.25, 0.08, 0.07]))
         hb = (H - clear) * float(rng.uniform(0.42, 0.55)) + clear  # top of the lower body
-        cab_l = L * {"sedan": 0.5, "hatch": 0.62, "suv": 0.68, "van": 0.86, "pickup": 0.36}[style]
-        cab_x = {"sedan": -0.05, "hatch": -0.12, "suv": -0.1, "van": -0.04, "pickup": 0.12}[
-            style
-        ] * L
+        cab_l, cab_x = L * CAR_SHAPES[style][0], L * CAR_SHAPES[style][1]
         taper = float(rng.uniform(0.78, 0.9))
         parts = [
             Part((0.0, 0.0, (clear + hb) / 2), (L, W, hb - clear), colour),
