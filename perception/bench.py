@@ -64,7 +64,7 @@ def _providers(profile: Any) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before ORT / Numba start pools
-    from serving.bench_stats import load_profile
+    from serving.target import load_profile
 
     _check_args(args)
     profile = load_profile(args.target)
@@ -89,7 +89,8 @@ def measure(
     from perception import bench_micro as micro
     from perception import bench_report
     from perception import bench_run as br
-    from serving.bench_stats import describe, fingerprint, with_units
+    from serving.stats import describe_ms
+    from serving.target import fingerprint
 
     gpu = providers[0] != "CPUExecutionProvider"
     frames, calib, clips = br.load_frames(Path(args.data), Path(args.splits), args.max_distinct)
@@ -107,7 +108,7 @@ def measure(
     model_ms = br.interleave(variants, rt, frames, args.frames, args.warmup, profile.camera_fps)
     summaries = [{**v.summary(), **br.accuracy(Path(args.eval_dir), v.name)} for v in variants]
     m = summaries[0]
-    model = with_units(describe(model_ms))
+    model = describe_ms(model_ms)
     progress("micro-benchmarks")
     contract = rt.contract
     micro_res = {

@@ -12,11 +12,11 @@ import cv2
 import numpy as np
 
 from perception.bench_naive import naive_preprocess, numpy_nms_per_class, numpy_peaks
-from serving.bench_stats import describe, with_units
 from serving.contract import ModelContract
 from serving.geometry import Calib
 from serving.postprocess import decode_boxes, nms
 from serving.preprocess import Preprocessor
+from serving.stats import describe_ms
 from serving.undistort import UndistortingPreprocessor
 
 MICRO_SIZE = (1280, 720)  # (width, height) of the frames the preprocessing is timed on
@@ -38,7 +38,7 @@ def interleaved(fns: dict[str, Callable[[int], object]], reps: int, warmup: int 
             fns[k](r)
             if r >= 0:
                 times[k].append((time.perf_counter_ns() - t0) / 1e6)
-    return {k: with_units(describe(v)) for k, v in times.items()}
+    return {k: describe_ms(v) for k, v in times.items()}
 
 
 def _ratio(a: dict[str, Any], b: dict[str, Any]) -> float:

@@ -24,13 +24,15 @@ from perception.dataset.schema import Dataset
 from perception.dataset.split import load_splits
 from perception.errors import UserError, first_line
 from serving import overlay
-from serving.bench_stats import Profile, describe, with_units
 from serving.contract import ModelOutputs
 from serving.geometry import Calib
-from serving.io import ClipSource, Frame
+from serving.io import ClipSource
 from serving.postprocess import Postprocessor
 from serving.preprocess import Preprocessor
 from serving.runtime import Runtime
+from serving.source import Frame
+from serving.stats import describe_ms
+from serving.target import Profile
 from serving.tracking import LaneSmoother, Tracker, read_scene
 
 STAGES = ("pre", "infer", "post", "track", "draw")
@@ -156,8 +158,8 @@ class Variant:
         e2e = np.sum([self.times[s] for s in STAGES], 0)
         out.update(frames=self.done, wall_s=self.wall_ns / 1e9)
         out["fps"] = self.done / (self.wall_ns / 1e9) if self.wall_ns else 0.0
-        out["e2e"] = with_units(describe(e2e))
-        out["stages"] = {s: with_units(describe(self.times[s])) for s in STAGES}
+        out["e2e"] = describe_ms(e2e)
+        out["stages"] = {s: describe_ms(self.times[s]) for s in STAGES}
         return out
 
 
@@ -269,7 +271,7 @@ def paced(rt: Runtime, frames: list[Frame], n: int, fps: float) -> dict[str, Any
         "deadline_misses": t.deadline_misses,
         "miss_pct": 100.0 * t.deadline_misses / t.frames if t.frames else 0.0,
         "fps": t.frames / t.wall_s if t.wall_s else 0.0,
-        "latency": with_units(describe(t.latency_ms)),
+        "latency": describe_ms(t.latency_ms),
     }
 
 

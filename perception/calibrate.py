@@ -31,7 +31,8 @@ from perception.dataset.tusimple import read_records, xs_to_points
 from perception.errors import UserError
 from serving.files import atomic_write_json
 from serving.geometry import Calib
-from serving.io import SourceError, read_image
+from serving.io import read_image
+from serving.source import SourceError
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 # cornerSubPix: 11x11 search window, stop after 30 iterations or a 0.001 px step

@@ -76,9 +76,10 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from serving import loop, overlay
-    from serving.io import SourceError, open_source
+    from serving.io import open_source
     from serving.runtime import Runtime, configure_threads, to_record
     from serving.sinks import check_outputs
+    from serving.source import SourceError
 
     configure_threads(args.threads, numba_threads=args.threads)
     spec = _pick_input(args.input, args.clip, args.splits)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from serving.geometry import Calib
-from serving.io import Frame, Source, image_size, open_capture
+from serving.source import Frame, Source, image_size, open_capture
 
 
 class CameraSource(Source):

@@ -1,8 +1,9 @@
 """Names shared by the data, the model and the loop.
 
 This module holds the vocabulary that the dataset format and the model contract agree on:
-obstacle classes, lane slots and the TuSimple row samples. The model's tensor layout joins it
-when the model exists; at run time serving reads all of it back from the ONNX file.
+obstacle classes, lane slots, the TuSimple row samples and the sensor log's columns. The
+model's tensor layout joins it when the model exists; at run time serving reads all of it
+back from the ONNX file.
 """
 
 from __future__ import annotations
@@ -20,6 +21,16 @@ LANE_SLOTS: tuple[str, ...] = ("ego_left", "ego_right", "outer_left", "outer_rig
 
 LANE_STYLES: tuple[str, ...] = ("solid", "dashed", "double", "none")
 LANE_COLORS: tuple[str, ...] = ("white", "yellow")
+
+# The columns of a clip's sensors.csv, in order: capture time (ns), ego speed (m/s), yaw rate
+# (rad/s), longitudinal acceleration (m/s^2), steering angle (rad).
+SENSOR_COLUMNS: tuple[str, ...] = (
+    "t_ns",
+    "speed_mps",
+    "yaw_rate_rps",
+    "accel_mps2",
+    "steering_rad",
+)
 
 
 def tusimple_h_samples(image_height: int = 720) -> list[int]:

@@ -5,7 +5,6 @@ a successful close, so a file at the final path is always a finished one; a fail
 its output under the partial name. JsonlSink writes every record as one whole line with a
 single os.write, so a killed writer leaves only whole lines. ``check_outputs`` refuses, before
 anything is opened, an output that would replace an input or a file nobody asked to replace.
-Re-exported by serving.io.
 """
 
 from __future__ import annotations

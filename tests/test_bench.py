@@ -12,9 +12,10 @@ import pytest
 
 from perception.bench_naive import numpy_decode_lanes, numpy_nms_per_class
 from perception.cli import main
-from serving.bench_stats import ProfileError, describe, fingerprint, load_profile
 from serving.contract import ModelContract
 from serving.postprocess import decode_lanes, nms
+from serving.stats import describe
+from serving.target import ProfileError, fingerprint, load_profile
 
 HW = Path(__file__).resolve().parents[1] / "hw"
 HAS_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()

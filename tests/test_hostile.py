@@ -559,8 +559,8 @@ def test_a_corrupt_or_pickled_checkpoint_is_one_line(
     refused(outcome, str(model))
 
     from perception.bench_run import build_variant
-    from serving.bench_stats import load_profile
     from serving.geometry import Calib
+    from serving.target import load_profile
 
     profile = load_profile(ROOT / "hw" / "cpu-2core.yaml")
     variant = build_variant("pytorch", profile, world, Calib.default(*SIZE), False)

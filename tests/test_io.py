@@ -1,4 +1,4 @@
-"""Frame sources and result sinks (serving.io, serving.camera, serving.sinks)."""
+"""Frame sources and result sinks (serving.source, serving.io, serving.camera, serving.sinks)."""
 
 from __future__ import annotations
 
@@ -17,16 +17,9 @@ import pytest
 
 from serving.camera import CameraSource
 from serving.geometry import Calib
-from serving.io import (
-    ClipSource,
-    ImageFolderSource,
-    JsonlSink,
-    SinkError,
-    SourceError,
-    VideoSink,
-    VideoSource,
-    open_source,
-)
+from serving.io import ClipSource, ImageFolderSource, VideoSource, open_source
+from serving.sinks import JsonlSink, SinkError, VideoSink
+from serving.source import SourceError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -330,7 +323,7 @@ def test_jsonl_sink_writes_whole_parseable_lines(tmp_path: Path) -> None:
 
 CRASH_WRITER = """
 import os, sys
-from serving.io import JsonlSink
+from serving.sinks import JsonlSink
 sink = JsonlSink(sys.argv[1])
 for i in range(int(sys.argv[2])):
     sink.write({"i": i, "pad": "x" * (700 + 37 * i % 500)})

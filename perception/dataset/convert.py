@@ -31,7 +31,8 @@ from perception.dataset.schema import (
 )
 from serving.files import UnsafeFileError, resolve_inside
 from serving.geometry import Calib
-from serving.io import SourceError, read_image
+from serving.io import read_image
+from serving.source import SourceError
 
 FRAME_NAME = "frames/{index:06d}{suffix}"
 

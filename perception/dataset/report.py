@@ -26,7 +26,8 @@ from perception.dataset.data_profile import build_profile, write_profile
 from perception.dataset.schema import TAG_KEYS, Clip, FormatError, FrameLabel
 from serving.contract import CLASS_NAMES, LANE_SLOTS
 from serving.files import atomic_write_bytes, atomic_write_json
-from serving.io import SourceError, read_image
+from serving.io import read_image
+from serving.source import SourceError
 
 MAX_ERRORS_IN_REPORT = 1000
 SAMPLE_GRID = (3, 4)  # rows, columns of samples.png

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from perception.dataset.json_types import check_types, json_list
-from serving.contract import CLASS_NAMES, LANE_SLOTS
+from serving.contract import CLASS_NAMES, LANE_SLOTS, SENSOR_COLUMNS
 from serving.files import (
     MAX_TEXT_BYTES,
     UnsafeFileError,
@@ -53,7 +53,6 @@ from serving.geometry import Calib
 from serving.io import calib_from_dict
 
 SCHEMA_VERSION = 1
-SENSOR_COLUMNS = ("t_ns", "speed_mps", "yaw_rate_rps", "accel_mps2", "steering_rad")
 TAG_KEYS = ("time_of_day", "weather", "road", "traffic", "kind")
 
 

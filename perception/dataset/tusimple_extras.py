@@ -22,7 +22,8 @@ from perception.dataset.convert import ImportReport
 from perception.dataset.schema import FormatError, Obstacle
 from perception.dataset.tusimple import TuSimpleRecord
 from serving.geometry import Calib
-from serving.io import SourceError, load_calib
+from serving.io import load_calib
+from serving.source import SourceError
 
 
 @dataclass

@@ -8,12 +8,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 
 from perception.export.onnx_export import metadata
 from serving.engine import Engine
 from serving.files import atomic_write_text
+from serving.stats import percentiles
 
 
 def cpu_latency_ms(path: str | Path, runs: int = 60) -> dict[str, float]:
@@ -25,7 +25,8 @@ def cpu_latency_ms(path: str | Path, runs: int = 60) -> dict[str, float]:
         t0 = time.perf_counter()
         engine.run()
         times.append((time.perf_counter() - t0) * 1e3)
-    return {"p50_ms": float(np.percentile(times, 50)), "p90_ms": float(np.percentile(times, 90))}
+    p50, p90 = percentiles(times, [50, 90])
+    return {"p50_ms": p50, "p90_ms": p90}
 
 
 def _fmt(v: Any) -> str:
