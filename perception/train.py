@@ -30,9 +30,8 @@ from perception.errors import UserError
 from perception.model import loss as losses
 from perception.model.data import FrameCache, TrainSet
 from perception.model.files import load_model, load_torch_file, model_file, save_atomic
-from perception.model.net import PerceptionNet
+from perception.model.net import NetConfig, PerceptionNet, contract_for
 from perception.params import TrainParams, load_params, section
-from serving.contract import ModelContract
 
 
 @dataclass
@@ -152,16 +151,18 @@ def _build(data: str, splits_path: str, p: TrainParams, progress: bool) -> Run:
     d.progress = progress
     torch.manual_seed(p.seed)
     splits = load_splits(splits_path)
-    contract = ModelContract()
+    cfg = NetConfig(backbone=p.backbone, freeze_blocks=p.freeze_blocks)
+    contract = contract_for(cfg)
     limit = p.max_frames or None
     train_cache = FrameCache(data, splits["train"], contract, progress and d.main, limit)
     val_cache = FrameCache(
         data, splits["val"], contract, progress and d.main, max(limit // 4, 8) if limit else None
     )
     train_ds, val_ds = TrainSet(train_cache, True, p.seed), TrainSet(val_cache, False, p.seed)
-    raw = PerceptionNet(contract).to(d.device).to(memory_format=torch.channels_last)
+    raw = PerceptionNet(contract, cfg).to(d.device).to(memory_format=torch.channels_last)
     net: nn.Module = DistributedDataParallel(raw) if d.world > 1 else raw
-    opt = torch.optim.AdamW(net.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+    trainable = [q for q in net.parameters() if q.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=p.lr, weight_decay=p.weight_decay)
     dl, vdl = _loader(train_ds, p, d, True), _loader(val_ds, p, d, False)
     steps = max(20, p.epochs * len(dl))  # OneCycleLR needs a few steps per phase
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, p.lr, total_steps=steps, pct_start=0.1)

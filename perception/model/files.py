@@ -62,7 +62,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Percepti
     try:
         contract = ModelContract(**_tuples(blob["contract"]))
         cfg = NetConfig(**_tuples(blob["net"]))
-        net = PerceptionNet(contract, cfg)
+        net = PerceptionNet(contract, cfg, pretrained=False)
         net.load_state_dict(blob["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         msg = first_line(e)[:120]

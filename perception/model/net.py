@@ -32,6 +32,17 @@ class NetConfig:
     depths: tuple[int, int, int] = (1, 2, 2)  # blocks at 8, 16, 32
     neck: int = 64
     lane_hidden: int = 512
+    backbone: str = "resnet"  # resnet: the blocks above, from scratch | lite0: ImageNet
+    freeze_blocks: int = 0  # lite0: the stem and this many blocks are not trained
+
+
+def contract_for(cfg: NetConfig) -> ModelContract:
+    """The contract a backbone needs: Lite0 was trained on (x - 127) / 128 inputs."""
+    if cfg.backbone == "lite0":
+        from perception.model.lite0 import MEAN, STD
+
+        return ModelContract(mean=(MEAN,) * 3, std=(STD,) * 3)
+    return ModelContract()
 
 
 def _stage(cin: int, cout: int, blocks: int) -> nn.Sequential:
@@ -45,18 +56,30 @@ class PerceptionNet(nn.Module):
     """image float32[B, 3, H, W] normalised RGB -> ModelOutputs (heatmap, box, lane_logits,
     lane_exist), shapes as in serving/contract.py."""
 
-    def __init__(self, contract: ModelContract, cfg: NetConfig | None = None):
+    def __init__(
+        self, contract: ModelContract, cfg: NetConfig | None = None, pretrained: bool = True
+    ):
+        """pretrained: load the lite0 backbone's ImageNet weights (False when the weights
+        come from a model file anyway)."""
         super().__init__()
         cfg = cfg or NetConfig()
         self.contract, self.cfg = contract, cfg
         w = cfg.widths
-        self.stem = nn.Sequential(
-            Conv2dNormActivation(3, w[0], 3, 2), Conv2dNormActivation(w[0], w[1], 3, 2)
-        )
-        self.s8 = _stage(w[1], w[2], cfg.depths[0])
-        self.s16 = _stage(w[2], w[3], cfg.depths[1])
-        self.s32 = _stage(w[3], w[4], cfg.depths[2])
-        self.lat8, self.lat16, self.lat32 = (nn.Conv2d(c, cfg.neck, 1) for c in w[2:])
+        if cfg.backbone == "lite0":
+            from perception.model import lite0
+
+            self.lite = lite0.pretrained() if pretrained else lite0.Lite0()
+            self.lite.freeze(cfg.freeze_blocks)
+            taps: tuple[int, ...] = lite0.TAP_CHANNELS
+        else:
+            self.stem = nn.Sequential(
+                Conv2dNormActivation(3, w[0], 3, 2), Conv2dNormActivation(w[0], w[1], 3, 2)
+            )
+            self.s8 = _stage(w[1], w[2], cfg.depths[0])
+            self.s16 = _stage(w[2], w[3], cfg.depths[1])
+            self.s32 = _stage(w[3], w[4], cfg.depths[2])
+            taps = w[2:]
+        self.lat8, self.lat16, self.lat32 = (nn.Conv2d(c, cfg.neck, 1) for c in taps)
         self.det = Conv2dNormActivation(cfg.neck, cfg.neck, 3)
         n_cls = len(contract.class_names)
         self.heat = nn.Conv2d(cfg.neck, n_cls, 1)
@@ -66,7 +89,7 @@ class PerceptionNet(nn.Module):
         n_lanes, n_rows = len(contract.lane_slots), len(contract.row_anchors)
         self.lane_shape = (n_lanes, n_rows, contract.lane_cells + 1)
         h32, w32 = contract.input_height // 32, contract.input_width // 32
-        self.lane_reduce = Conv2dNormActivation(w[4], 8, 1)
+        self.lane_reduce = Conv2dNormActivation(taps[2], 8, 1)
         self.lane_fc = nn.Sequential(
             nn.Flatten(),
             nn.Linear(8 * h32 * w32, cfg.lane_hidden),
@@ -76,10 +99,17 @@ class PerceptionNet(nn.Module):
         self.lane_cls = nn.Linear(cfg.lane_hidden, math.prod(self.lane_shape))
         self.lane_exist = nn.Linear(cfg.lane_hidden, n_lanes)
 
-    def forward(self, x: torch.Tensor) -> ModelOutputs[torch.Tensor]:
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Backbone features at strides 8, 16 and 32."""
+        if self.cfg.backbone == "lite0":
+            f8, f16, f32 = self.lite.taps(x)
+            return f8, f16, f32
         f8 = self.s8(self.stem(x))
         f16 = self.s16(f8)
-        f32 = self.s32(f16)
+        return f8, f16, self.s32(f16)
+
+    def forward(self, x: torch.Tensor) -> ModelOutputs[torch.Tensor]:
+        f8, f16, f32 = self.features(x)
         p = self.lat32(f32)
         p = F.interpolate(p, scale_factor=2.0, mode="nearest") + self.lat16(f16)
         p = F.interpolate(p, scale_factor=2.0, mode="nearest") + self.lat8(f8)

@@ -1,0 +1,65 @@
+"""The pretrained backbone: the packaged ImageNet weights load strictly and still classify
+(scikit-image's photos: Chelsea the cat, a cup of coffee), and the perception network built
+on it runs and exports its contract's normalisation."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from skimage import data as skimage_data
+
+from perception.model import lite0
+from perception.model.net import NetConfig, PerceptionNet, contract_for
+
+
+def _imagenet_input(rgb: np.ndarray) -> torch.Tensor:
+    x = cv2.resize(rgb, (224, 224), interpolation=cv2.INTER_AREA).astype(np.float32)
+    return torch.from_numpy((x - lite0.MEAN) / lite0.STD).permute(2, 0, 1)[None]
+
+
+def test_weights_load_strictly_and_classify_two_photos() -> None:
+    net = lite0.pretrained(head=True).eval()
+    with torch.no_grad():
+        cat = net.classify(_imagenet_input(skimage_data.chelsea())).softmax(-1)[0]
+        cup = net.classify(_imagenet_input(skimage_data.coffee())).softmax(-1)[0]
+    assert int(cat.argmax()) == 285 and float(cat.max()) > 0.6  # Egyptian cat
+    assert int(cup.argmax()) == 967 and float(cup.max()) > 0.6  # espresso
+
+
+def test_a_missing_or_extra_key_is_an_error() -> None:
+    sd = lite0.pretrained().state_dict()
+    sd.pop("_blocks.3._project_conv.weight")
+    with pytest.raises(RuntimeError, match="Missing key"):
+        lite0.Lite0().load_state_dict(sd, strict=True)
+
+
+def test_same_padding_matches_tensorflow_on_stride_two() -> None:
+    """TF "same" pads an even input on a stride-2 3x3 conv by (0, 1): the first output
+    pixel sees rows/columns 0..2, not -1..1."""
+    conv = lite0.SameConv(1, 1, 3, 2, bias=False)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[0, 0, 0, 0] = 1.0  # picks the top-left tap
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    y = conv(x)
+    assert y.shape[-2:] == (2, 2)
+    assert y[0, 0].tolist() == [[0.0, 2.0], [8.0, 10.0]]
+
+
+def test_perception_net_on_lite0_freezes_and_runs() -> None:
+    cfg = NetConfig(backbone="lite0", freeze_blocks=4)
+    c = contract_for(cfg)
+    assert c.mean == (lite0.MEAN,) * 3 and c.std == (lite0.STD,) * 3
+    net = PerceptionNet(c, cfg)
+    frozen = [p for p in net.lite._blocks[:4].parameters()] + list(net.lite._conv_stem.parameters())
+    assert frozen and not any(p.requires_grad for p in frozen)
+    assert all(p.requires_grad for p in net.lite._blocks[4:].parameters())
+    net.train()
+    assert not net.lite._blocks[0]._bn1.training and net.lite._blocks[5]._bn1.training
+    out = net(torch.zeros(1, 3, c.input_height, c.input_width))
+    assert out.heatmap.shape[-2:] == c.grid
+    out.lane_logits.sum().backward()
+    assert net.lite._blocks[0]._depthwise_conv.weight.grad is None
+    assert net.lite._blocks[12]._depthwise_conv.weight.grad is not None
