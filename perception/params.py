@@ -117,6 +117,8 @@ class TrainParams:
     loader_workers: int = 0
     max_frames: int = 0  # 0 = every training frame
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (see perception.train.amp_dtype)
+    backbone: str = "resnet"  # resnet (from scratch) | lite0 (ImageNet EfficientNet-Lite0)
+    freeze_blocks: int = 0  # lite0: stem and this many blocks keep their ImageNet weights
 
 
 SECTIONS = (*SECTIONS, TrainParams)
