@@ -6,6 +6,10 @@ workers or on scheduling. A clip is written into a hidden folder and renamed int
 complete; the manifest is written last. --out is replaced only when it is a dataset (or an
 interrupted write of one): perception.dataset.output. Worker processes die with the command
 (Linux: PR_SET_PDEATHSIG), so a `kill -9` leaves nothing writing on.
+
+On several machines: `--shard i/n` writes clips k with k mod n == i, `--merge SHARD... --out
+DIR` joins the n shards into the dataset one machine would have written, byte for byte
+(perception.dataset.shards).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from tqdm import tqdm
 
 from perception.dataset.output import fresh_dataset_dir
 from perception.dataset.schema import ClipMeta, ClipWriter, FrameLabel, write_manifest
+from perception.dataset.shards import Shard, merge_shards
 from perception.params import DataParams, load_params, section
 from perception.sim.actors import SENSOR_HZ, Traffic
 from perception.sim.render import Renderer
@@ -130,16 +135,20 @@ def _worker_init(parent: int) -> None:
         os._exit(1)
 
 
-def generate(out: str | Path, p: DataParams, progress: bool = True) -> dict:
-    """Write a whole dataset to `out` (replacing a dataset there, refusing any other folder).
-    Returns timing figures."""
+def generate(
+    out: str | Path, p: DataParams, progress: bool = True, shard: Shard | None = None
+) -> dict:
+    """Write a whole dataset to `out` (replacing a dataset there, refusing any other folder),
+    or only one shard of it (perception.dataset.shards). Returns timing figures."""
+    picked = shard.indices(p.clips) if shard else list(range(p.clips))
     out = fresh_dataset_dir(out)
-    ids = [f"sim-{p.seed:04d}-{i:04d}" for i in range(p.clips)]
-    seeds = clip_seeds(p.seed, p.clips)
+    all_seeds = clip_seeds(p.seed, p.clips)
+    ids = [f"sim-{p.seed:04d}-{i:04d}" for i in picked]
+    seeds = [all_seeds[i] for i in picked]
     start = time.perf_counter()
-    bar = tqdm(total=p.clips * p.frames, unit="frame", disable=not progress, desc="generate")
+    bar = tqdm(total=len(ids) * p.frames, unit="frame", disable=not progress, desc="generate")
     entries: dict[str, dict] = {}
-    workers = max(1, min(p.workers, p.clips))
+    workers = max(1, min(p.workers, len(ids)))
     if workers == 1:
         for cid, s in zip(ids, seeds, strict=True):
             entries[cid] = generate_clip(out, cid, s, p)
@@ -165,13 +174,18 @@ def generate(out: str | Path, p: DataParams, progress: bool = True) -> dict:
         width=p.width,
         height=p.height,
         fps=p.fps,
+        **(shard.manifest_field(p.clips) if shard else {}),
     )
-    fps = p.clips * p.frames / elapsed
+    fps = len(ids) * p.frames / elapsed
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    return {"frames": p.clips * p.frames, "seconds": elapsed, "frames_per_s": fps, "bytes": size}
+    return {"frames": len(ids) * p.frames, "seconds": elapsed, "frames_per_s": fps, "bytes": size}
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.merge:
+        n = merge_shards(args.merge, args.out)
+        print(f"merged {len(args.merge)} shards, {n} clips -> {args.out}")
+        return 0
     p = section(load_params(args.params), DataParams)
     overrides = {
         k: v
@@ -186,7 +200,8 @@ def run(args: argparse.Namespace) -> int:
     p = replace(p, **overrides)
     if p.clips < 1 or p.frames < 1:
         raise ValueError("--clips and --frames must be at least 1")
-    stats = generate(args.out, p, progress=not args.quiet)
+    shard = Shard.parse(args.shard) if args.shard else None
+    stats = generate(args.out, p, progress=not args.quiet, shard=shard)
     print(
         f"generated {stats['frames']} frames in {stats['seconds']:.1f} s "
         f"({stats['frames_per_s']:.1f} frames/s), {stats['bytes'] / 2**20:.0f} MiB "
@@ -204,6 +219,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, help="processes (default: params data.workers)")
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--shard", metavar="I/N", help="write only shard I of N (0-based): clips k with k %% N == I"
+    )
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="SHARD_DIR",
+        help="merge the N shard folders into --out (one manifest; same bytes as unsharded)",
+    )
     p.set_defaults(func=run)
 
 
