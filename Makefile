@@ -9,7 +9,7 @@ export OMP_WAIT_POLICY := PASSIVE
 # dvc.yaml commands call `perception`: the venv comes first on PATH
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test lint typecheck pytest venv clean-venv
+.PHONY: run test lint typecheck lockcheck pytest venv clean-venv
 
 venv: $(STAMP)
 
@@ -33,10 +33,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# a warning (not a failure) naming each stage whose code or params differ from dvc.lock
+lockcheck: $(STAMP)
+	$(BIN)/python -m perception.lockcheck
+
 pytest: $(STAMP)
 	$(BIN)/pytest
 
-test: lint typecheck pytest
+test: lint typecheck lockcheck pytest
 
 clean-venv:
 	rm -rf $(VENV)
