@@ -16,7 +16,8 @@ from pathlib import Path
 def _export(args: argparse.Namespace) -> int:
     from perception.export.onnx_export import export_onnx, provenance
 
-    out = export_onnx(args.model, args.out, provenance(args.data, args.params, args.metrics))
+    prov = provenance(args.data, args.params, args.metrics, args.model)
+    out = export_onnx(args.model, args.out, prov)
     print(f"{out}: exported ({out.stat().st_size / 2**20:.1f} MiB)")
     return 0
 

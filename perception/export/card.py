@@ -83,7 +83,7 @@ def write_card(
         f"- Contract version {contract['version']}; score threshold "
         f"{contract['score_threshold']}, NMS IoU {contract['nms_iou']}, lane existence "
         f"threshold {contract['lane_exist_threshold']}.",
-        f"- Provenance: git commit `{prov.get('git_commit')}`, data manifest sha256 "
+        f"- Provenance: model file sha256 `{prov.get('model_sha256')}`, data manifest sha256 "
         f"`{prov.get('data_manifest_sha256')}`, params sha256 `{prov.get('params_sha256')}`.",
         "",
         "## Intended use",

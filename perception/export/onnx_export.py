@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -23,19 +22,15 @@ def _sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False
-        )
-        return out.stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
-
-
-def provenance(data: str | None, params: str | None, metrics: str | None) -> dict[str, str]:
-    """Where the model came from: code, data and params hashes, its evaluation metrics."""
-    prov: dict[str, Any] = {"git_commit": git_commit()}
+def provenance(
+    data: str | None, params: str | None, metrics: str | None, model: str | None = None
+) -> dict[str, str]:
+    """Where the model came from: hashes of the model file, data manifest and params, and its
+    evaluation metrics. Only what the inputs fix (no git commit, clock or path), so the same
+    inputs export the same bytes and a DVC remote filled on one machine serves another."""
+    prov: dict[str, Any] = {}
+    if model:
+        prov["model_sha256"] = _sha256(model)
     if data:
         prov["data_manifest_sha256"] = _sha256(Path(data) / "manifest.json")
     if params:
