@@ -5,57 +5,14 @@ and benchmark."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
-    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout}\n{res.stderr}"
-    return res.stdout + res.stderr
+from scratch_repo import Scratch
 
 
 @pytest.mark.slow
-def test_dvc_repro_tiny_profile_then_up_to_date(tmp_path: Path) -> None:
-    repo = tmp_path / "repo"
-    ignore = shutil.ignore_patterns(
-        ".venv",
-        ".git",
-        "data",
-        "models",
-        "reports",
-        "dvclive",
-        "__pycache__",
-        ".*_cache",
-        "*.egg-info",
-    )
-    shutil.copytree(ROOT, repo, ignore=ignore)
-    # the real-footage test set is the one part of data/ that git tracks
-    shutil.copytree(ROOT / "data" / "real" / "source", repo / "data" / "real" / "source")
-    shutil.copy(ROOT / "profiles" / "tiny.yaml", repo / "params.yaml")
-    (repo / "dvc.lock").unlink(missing_ok=True)
-    env = dict(
-        os.environ,
-        DVC_NO_ANALYTICS="1",
-        DVC_SITE_CACHE_DIR=str(tmp_path / "site"),
-        GIT_AUTHOR_NAME="t",
-        GIT_AUTHOR_EMAIL="t@t",
-        GIT_COMMITTER_NAME="t",
-        GIT_COMMITTER_EMAIL="t@t",
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-    )
-    _run(["git", "init", "-q"], repo, env)
-    _run(["git", "add", "-A"], repo, env)
-    _run(["git", "commit", "-qm", "tiny"], repo, env)
-    dvc = str(Path(sys.executable).parent / "dvc")
-    out = _run([dvc, "repro"], repo, env)
+def test_dvc_repro_tiny_profile_then_up_to_date(tiny_pipeline_repo: Scratch) -> None:
+    repo, out = tiny_pipeline_repo.repo, tiny_pipeline_repo.first_repro
     for stage in (
         "generate",
         "validate",
@@ -85,7 +42,7 @@ def test_dvc_repro_tiny_profile_then_up_to_date(tmp_path: Path) -> None:
     real = json.loads((repo / "reports" / "eval-real" / "metrics.json").read_text())
     assert (real["frames"], real["gt_lanes"], real["gt_vehicles"]) == (8, 24, 28)
     assert len(list((repo / "reports" / "eval-real" / "overlays").glob("*.jpg"))) == 8
-    again = _run([dvc, "repro"], repo, env)
+    again = tiny_pipeline_repo.run("dvc", "repro")
     assert "Data and pipelines are up to date." in again
-    metrics = _run([dvc, "metrics", "show"], repo, env)
+    metrics = tiny_pipeline_repo.run("dvc", "metrics", "show")
     assert "counts.frames" in metrics and "36" in metrics
