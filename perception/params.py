@@ -119,6 +119,7 @@ class TrainParams:
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (see perception.train.amp_dtype)
     backbone: str = "resnet"  # resnet (from scratch) | lite0 (ImageNet EfficientNet-Lite0)
     freeze_blocks: int = 0  # lite0: stem and this many blocks keep their ImageNet weights
+    stream: bool = False  # read frames from disk in the loader's workers (flat memory)
 
 
 SECTIONS = (*SECTIONS, TrainParams)

@@ -31,6 +31,7 @@ from perception.model import loss as losses
 from perception.model.data import FrameCache, TrainSet
 from perception.model.files import load_model, load_torch_file, model_file, save_atomic
 from perception.model.net import NetConfig, PerceptionNet, contract_for
+from perception.model.stream import FrameStream
 from perception.params import TrainParams, load_params, section
 
 
@@ -154,8 +155,9 @@ def _build(data: str, splits_path: str, p: TrainParams, progress: bool) -> Run:
     cfg = NetConfig(backbone=p.backbone, freeze_blocks=p.freeze_blocks)
     contract = contract_for(cfg)
     limit = p.max_frames or None
-    train_cache = FrameCache(data, splits["train"], contract, progress and d.main, limit)
-    val_cache = FrameCache(
+    frames = FrameStream if p.stream else FrameCache  # from disk in the loader, or in memory
+    train_cache = frames(data, splits["train"], contract, progress and d.main, limit)
+    val_cache = frames(
         data, splits["val"], contract, progress and d.main, max(limit // 4, 8) if limit else None
     )
     train_ds, val_ds = TrainSet(train_cache, True, p.seed), TrainSet(val_cache, False, p.seed)

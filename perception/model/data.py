@@ -3,10 +3,13 @@
 Decoding a 1280x720 JPEG costs ~6 ms; an epoch reads each frame once, so the frames are
 decoded and resized once up front (the same Numba resize the real-time loop uses, so the
 network never sees pixels that serving would not produce) and kept as uint8. 3,400 frames at
-448x256 take 1.2 GB.
+448x256 take 1.2 GB. For a dataset larger than memory, `train.stream: true` reads them from
+disk in the loader's workers instead (perception.model.stream), through the same load_frame.
 """
 
 from __future__ import annotations
+
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -20,6 +23,49 @@ from serving.contract import ModelContract
 from serving.io import read_image
 from serving.preprocess import resize_rgb_u8
 
+# one training frame: image path, label, source width and height, h_samples, clip id
+FrameItem = tuple[str, FrameLabel, int, int, list[int], str]
+
+
+def frame_items(root: str, clip_ids: list[str], max_frames: int | None = None) -> list[FrameItem]:
+    """Every frame of the given clips in clip then frame order (the first max_frames)."""
+    ds = Dataset(root)
+    items: list[FrameItem] = []
+    for cid in clip_ids:
+        clip = ds.clip(cid)
+        calib, meta = clip.calib, clip.meta
+        for lb in clip.labels:
+            items.append(
+                (
+                    str(clip.frame_path(lb)),
+                    lb,
+                    calib.image_width,
+                    calib.image_height,
+                    meta.h_samples,
+                    cid,
+                )
+            )
+    return items if max_frames is None else items[:max_frames]
+
+
+def load_frame(path: str, contract: ModelContract) -> np.ndarray:
+    """uint8[input_height, input_width, 3] RGB: decoded and resized as serving does."""
+    img = read_image(path, cv2.IMREAD_COLOR)
+    return resize_rgb_u8(img, contract.input_width, contract.input_height)
+
+
+class FrameSource(Protocol):
+    """What TrainSet reads: FrameCache (in memory) or perception.model.stream.FrameStream."""
+
+    contract: ModelContract
+    labels: list[FrameLabel]
+    sizes: list[tuple[int, int]]  # source image width, height (pixels)
+    h_samples: list[list[int]]
+
+    def __len__(self) -> int: ...
+
+    def image(self, i: int) -> np.ndarray: ...  # uint8[H, W, 3] RGB at model input size
+
 
 class FrameCache:
     """Every frame of the given clips, resized to the model input, with labels and sizes."""
@@ -32,31 +78,14 @@ class FrameCache:
         progress: bool = True,
         max_frames: int | None = None,
     ):
-        ds = Dataset(root)
         self.contract = contract
-        items: list[tuple[str, FrameLabel, int, int, list[int], str]] = []
-        for cid in clip_ids:
-            clip = ds.clip(cid)
-            calib, meta = clip.calib, clip.meta
-            for lb in clip.labels:
-                items.append(
-                    (
-                        str(clip.frame_path(lb)),
-                        lb,
-                        calib.image_width,
-                        calib.image_height,
-                        meta.h_samples,
-                        cid,
-                    )
-                )
-        if max_frames is not None:
-            items = items[:max_frames]
+        items = frame_items(root, clip_ids, max_frames)
         h, w = contract.input_height, contract.input_width
         self.images = np.empty((len(items), h, w, 3), np.uint8)
         for i, (path, *_rest) in enumerate(
             tqdm(items, desc="decode", disable=not progress, unit="frame")
         ):
-            self.images[i] = resize_rgb_u8(read_image(path, cv2.IMREAD_COLOR), w, h)
+            self.images[i] = load_frame(path, contract)
         self.labels = [it[1] for it in items]
         self.sizes = [(it[2], it[3]) for it in items]
         self.h_samples = [it[4] for it in items]
@@ -65,13 +94,16 @@ class FrameCache:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def image(self, i: int) -> np.ndarray:
+        return self.images[i]
+
 
 class TrainSet(TorchDataset):
     """Tensors for training: normalised image, targets; flips and photometric jitter when
     augment is on. Randomness comes from a per-sample generator seeded by (seed, epoch,
     index) so that a run is reproducible whatever the number of loader workers."""
 
-    def __init__(self, cache: FrameCache, augment: bool, seed: int):
+    def __init__(self, cache: FrameSource, augment: bool, seed: int):
         self.cache, self.augment, self.seed = cache, augment, seed
         self.epoch = 0
         c = cache.contract
@@ -85,7 +117,7 @@ class TrainSet(TorchDataset):
         c = self.cache.contract
         rng = np.random.default_rng((self.seed, self.epoch, i))
         w, h = self.cache.sizes[i]
-        img_u8 = self.cache.images[i]
+        img_u8 = self.cache.image(i)
         flip = bool(self.augment and rng.random() < 0.5)
         aff = self._affine(rng, w, h) if self.augment else IDENTITY
         if flip:
