@@ -22,6 +22,7 @@ from typing import Any, ClassVar, TypeVar
 import yaml
 
 from perception.errors import UserError
+from serving.monitor_profile import MonitorConfig, ProfileError
 
 
 @dataclass(frozen=True)
@@ -141,3 +142,32 @@ class EvaluateParams:
 
 
 SECTIONS = (*SECTIONS, EvaluateParams)
+
+
+@dataclass(frozen=True)
+class MonitorParams(MonitorConfig):
+    """The monitor (params.yaml `monitor`): the run-time thresholds of
+    serving.monitor_profile.MonitorConfig, which travel inside the profile, plus what only
+    the perception side uses: how `perception monitor-profile` builds the profile and how
+    `perception monitor` judges a whole run (FIELD-NOTES' common drift thresholds)."""
+
+    SECTION: ClassVar[str] = "monitor"
+    profile_frames: int = 2000  # training frames the profile is built from (0 = all)
+    tail: float = 0.005  # the training range spans these quantiles (0.5 % to 99.5 %) ...
+    margin: float = 0.15  # ... widened on each side by this share of its width
+    bins: int = 10  # quantile bins inside the training range (PSI, KS)
+    psi_moderate: float = 0.1  # run-level PSI: 0.1-0.2 moderate drift
+    psi_significant: float = 0.2  # ... above: significant
+    ks_pvalue: float = 0.05  # run-level KS test against the profile: drift below this p
+    wasserstein: float = 0.1  # run-level Wasserstein over the profile's std: drift above
+
+    def __post_init__(self) -> None:
+        try:
+            super().__post_init__()
+        except ProfileError as e:
+            raise UserError(f"params: {e}") from None
+        if self.profile_frames < 0 or not 0 < self.tail < 0.5 or self.bins < 1:
+            raise UserError("params: monitor.profile_frames >= 0, 0 < tail < 0.5, bins >= 1")
+
+
+SECTIONS = (*SECTIONS, MonitorParams)
