@@ -16,7 +16,7 @@ import numpy as np
 
 from perception.sim.road import Pose, Road
 from perception.sim.scenario import Scenario
-from perception.sim.scenery import Sprite, blit, bush, sign, tree
+from perception.sim.scenery import Sprite, blit, bush, delineator, sign, tree
 
 Project = Callable[[Pose, np.ndarray], tuple[np.ndarray, np.ndarray]]
 BARRIER_H = 0.82  # a Jersey barrier, metres
@@ -51,6 +51,7 @@ class Roadside:
         self.sprites: list[Sprite] = [tree(rng) for _ in range(5)]
         self.sprites += [bush(rng) for _ in range(3)]
         self.sprites += [sign(rng) for _ in range(4)]
+        self.sprites.append(delineator(rng))  # index 12
         if night:  # unlit foliage and signs are dim; headlights do the rest
             for sp in self.sprites:
                 sp.bgr = (sp.bgr * 0.35).astype(np.uint8)
@@ -71,6 +72,12 @@ class Roadside:
             for s in _spaced(rng, road.length, 2.5):
                 lat = edge + side * (spec.shoulder_m + rng.uniform(0.8, 4.0))
                 self.items.append(Item(-1, s, lat, rng.uniform(0.7, 1.4)))
+        if sn.delineator_every_m > 0:
+            lat = off[-1] - spec.shoulder_m - 0.5
+            s = rng.uniform(0, sn.delineator_every_m)
+            while s < road.length:
+                self.items.append(Item(12, s, lat, 1.0))
+                s += sn.delineator_every_m
         self.items.sort(key=lambda it: it.s)
         self.fence_lat = (
             float(off[-1] - spec.shoulder_m - rng.uniform(2.0, 6.0)) if sc.scenery.fence else None

@@ -63,6 +63,7 @@ class RoadSpec:
     guard_rail: bool
     verge_bgr: tuple[int, int, int]
     median_m: float  # distance from the leftmost line to a concrete median barrier; 0 = none
+    railing: bool  # a metal railing on posts along the top of the barrier (bridges)
     surface: str  # asphalt | concrete (light slabs with joints)
     grain: float  # contrast of the surface texture (aggregate, blotches), 0..1
     tyre_tracks: float  # darkening of the wheel paths in each lane, 0..1
@@ -78,6 +79,7 @@ class Scenery:
     signs_per_100m: float
     gantry_every_m: float  # overhead sign gantries; 0 = none
     fence: bool
+    delineator_every_m: float  # white posts with reflectors along the right verge; 0 = none
     hills: tuple[float, float, float]  # height above the horizon (fraction of image), phase,
     #                                    brightness; height 0 = none
     hill_bgr: tuple[int, int, int]
@@ -222,6 +224,7 @@ def sample_road(rng: np.random.Generator, length_m: float) -> RoadSpec:
         guard_rail=bool(rng.random() < (0.6 if highway else 0.3)),
         verge_bgr=(int(verge[0]), int(verge[1]), int(verge[2])),
         median_m=float(rng.uniform(0.4, 1.5)) if highway and rng.random() < 0.8 else 0.0,
+        railing=bool(rng.random() < 0.35),
         surface=surface,
         grain=float(rng.uniform(0.1, 1.0)),
         tyre_tracks=float(rng.choice([0.0, rng.uniform(0.1, 0.6)], p=[0.3, 0.7])),
@@ -266,6 +269,7 @@ def sample_scenery(rng: np.random.Generator, road: RoadSpec) -> Scenery:
         signs_per_100m=float(rng.uniform(0.3, 3.0)),
         gantry_every_m=float(rng.uniform(150.0, 400.0)) if highway and rng.random() < 0.3 else 0.0,
         fence=bool(rng.random() < 0.4),
+        delineator_every_m=float(rng.uniform(15.0, 50.0)) if rng.random() < 0.5 else 0.0,
         hills=hills if rng.random() < 0.7 else (0.0, 0.0, 0.0),
         hill_bgr=(int(hill[0]), int(hill[1]), int(hill[2])),
         hood_frac=float(rng.uniform(0.03, 0.09)) if rng.random() < 0.4 else 0.0,

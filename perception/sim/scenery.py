@@ -187,6 +187,20 @@ def sign(rng: np.random.Generator) -> Sprite:
     return Sprite(bgr, alpha, float(rng.uniform(2.5, 4.5)) * (1.4 if kind == "board" else 1.0))
 
 
+def delineator(rng: np.random.Generator) -> Sprite:
+    """A roadside delineator: a white post about 1.1 m tall with a reflector near the top
+    (thin, upright, pale: the shape that becomes a phantom pedestrian if never seen)."""
+    h, w = 96, 12
+    bgr, alpha = _canvas(h, w)
+    white = int(rng.integers(180, 240))
+    bgr[:] = (white, white, white)
+    alpha[:] = 255
+    reflector = (30, 140, 230) if rng.random() < 0.5 else (235, 235, 235)
+    bgr[8:22] = reflector
+    bgr[:, -2:] = (int(white * 0.7),) * 3  # shaded side
+    return Sprite(bgr, alpha, float(rng.uniform(1.0, 1.25)))
+
+
 def blit(img: np.ndarray, sp: Sprite, u: float, v_base: float, px_h: float) -> None:
     """Draw sprite sp with its bottom centre at pixel (u, v_base), px_h pixels tall."""
     hh = round(px_h)
