@@ -27,7 +27,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from perception.dataset.tusimple import read_records, xs_to_points
+from perception.dataset.lane_rows import xs_to_points
+from perception.dataset.tusimple import read_records
 from perception.errors import UserError
 from serving.files import atomic_write_json
 from serving.geometry import Calib

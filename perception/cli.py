@@ -20,11 +20,11 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "perception.dataset.adapters": ("import", "export-labels"),
     "perception.calibrate": ("calibrate",),
     "perception.train": ("train",),
-    "perception.evaluate": ("evaluate",),
-    "perception.eval_real": ("evaluate-real",),
+    "perception.evaluate": ("evaluate", "evaluate-real"),
     "perception.export": ("export", "parity", "quantize", "model-card"),
     "perception.demo": ("demo",),
     "perception.bench": ("bench",),
+    "perception.summary": ("summary",),
 }
 COMMAND_MODULES = tuple(COMMANDS)
 

@@ -1,8 +1,8 @@
 """`perception demo INPUT`: the real-time loop on a video, a camera, an image folder or a
 dataset clip, writing an annotated video and one JSON line per frame.
 
-Everything per frame runs in `serving/` (no torch): this module only wires the command line
-to serving.io, serving.runtime, serving.loop and serving.overlay.
+Everything per frame runs in `serving/` (no torch): this module only turns the command line
+into a source (serving.io), a runtime (serving.runtime) and the application (serving.app).
 
 Outputs are checked before anything runs (serving.sinks.check_outputs: never the input, never
 an existing file without --overwrite) and written under a partial name until the run ends
@@ -16,11 +16,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections import deque
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from perception.errors import UserError
 
@@ -48,116 +45,46 @@ def _pick_input(spec: str, clip: str | None, splits: str | None) -> str:
     return str(path)
 
 
-class _Outputs:
-    """The video and JSON-lines sinks of a run, closed together: renamed into place when the
-    run ended well, left under their partial names when it did not."""
-
-    def __init__(self, args: argparse.Namespace, source: Any) -> None:
-        from serving.sinks import JsonlSink, VideoSink
-
-        self.video = VideoSink(args.out, source.fps, source.size) if args.out else None
-        self.jsonl = JsonlSink(args.jsonl) if args.jsonl else None
-
-    def close(self, ok: bool) -> None:
-        for sink in (self.video, self.jsonl):
-            if sink is not None:
-                sink.close(finalise=ok)
-
-    def failed(self, reason: str, frames: int) -> UserError:
-        """Close as partial; the one-line error that says so."""
-        self.close(ok=False)
-        kept = [str(s.partial_path) for s in (self.video, self.jsonl) if s is not None]
-        where = f"; partial output kept in {', '.join(kept)}" if kept else ""
-        return UserError(f"{reason} (stopped after {frames} frames{where})")
-
-
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from tqdm import tqdm
 
-    from serving import loop, overlay
+    from perception.params import loop_settings
+    from serving.app import App, Outputs
     from serving.io import open_source
-    from serving.runtime import Runtime, configure_threads, to_record
+    from serving.loop import Timings
+    from serving.runtime import Runtime, configure_threads
     from serving.sinks import check_outputs
     from serving.source import SourceError
 
-    configure_threads(args.threads, numba_threads=args.threads)
+    configure_threads(numba_threads=args.threads)
+    settings = loop_settings(args.params)
     spec = _pick_input(args.input, args.clip, args.splits)
     inputs = [p for p in (args.input, spec, args.model, args.calib, args.splits) if p]
     check_outputs([p for p in (args.out, args.jsonl) if p], inputs, args.overwrite)
-    source = open_source(spec, args.calib)
-    with source:
+    with open_source(spec, args.calib) as source:
         calib = source.calib_or_default()
-        rt = Runtime(args.model, calib, args.device, args.threads, undistort=args.undistort)
+        rt = Runtime.onnx(args.model, calib, settings, args.device, args.threads, args.undistort)
         rt.for_size(*source.size)
-        outputs = _Outputs(args, source)
-        video, jsonl = outputs.video, outputs.jsonl
-        recent: deque[float] = deque(maxlen=200)
-        names, slots = rt.contract.class_names, rt.contract.lane_slots
-        bar = tqdm(
-            total=source.frame_count,
-            unit="frame",
-            desc="demo",
-            disable=args.realtime or source.live or not sys.stderr.isatty(),
-        )
-        state: dict[str, Any] = {"timings": None}
+        outputs = Outputs.open(args.out, args.jsonl, source.fps, source.size)
+        quiet = args.realtime or source.live or not sys.stderr.isatty()
+        bar = tqdm(total=source.frame_count, unit="frame", desc="demo", disable=quiet)
+        done = [0]  # frames written, for the message of a run that stops early
 
-        def process(frame: Any, stage_ns: dict[str, int]) -> Any:
-            return rt(frame.image, frame.t_ns / 1e9, frame.speed_mps, stage_ns)
-
-        def emit(item: loop.Captured, r: Any, stage_ns: dict[str, int]) -> None:
-            import time
-
-            frame = item.frame
-            t0 = time.perf_counter_ns()
-            img = frame.image
-            if video is not None or args.show:
-                img = _bgr(img)
-                overlay.draw(img, r.pred, r.tracks, r.lane, r.warnings, _hud(state, recent, rt))
-            t1 = time.perf_counter_ns()
-            if video is not None:
-                video.write(img)
-            if args.show:
-                import cv2
-
-                cv2.imshow("perception", img)
-                cv2.waitKey(1)
-            stage_ns["draw"], stage_ns["write"] = t1 - t0, 0
-            if jsonl is not None:
-                ms = {k: v / 1e6 for k, v in stage_ns.items()}
-                jsonl.write(
-                    to_record(
-                        frame.index,
-                        frame.t_ns,
-                        r,
-                        slots,
-                        names,
-                        ms,
-                        (time.monotonic_ns() - item.t_capture_ns) / 1e6,
-                    )
-                )
-            stage_ns["write"] = time.perf_counter_ns() - t1
-
-        def on_frame(t: loop.Timings) -> None:
-            state["timings"] = t
-            recent.append(t.latency_ms[-1])
+        def on_frame(t: Timings) -> None:
+            done[0] = t.frames
             bar.update(1)
 
-        def frames_done() -> int:
-            return state["timings"].frames if state["timings"] is not None else 0
-
         try:
-            timings = loop.run(
+            timings = App(rt, outputs, show=args.show).run(
                 source,
-                process,
-                emit,
                 paced_fps=source.fps if args.realtime else 0.0,
                 live=source.live,
                 max_frames=args.max_frames,
                 on_frame=on_frame,
             )
         except SourceError as e:
-            raise outputs.failed(str(e), frames_done()) from None
+            raise _failed(outputs, str(e), done[0]) from None
         except KeyboardInterrupt:  # Ctrl-C is the normal way to stop a demo
             outputs.close(ok=True)
             raise
@@ -167,46 +94,26 @@ def run(args: argparse.Namespace) -> int:
         finally:
             bar.close()
         if source.ended_early:
-            raise outputs.failed(f"{source.end_reason}", timings.frames)
+            raise _failed(outputs, f"{source.end_reason}", timings.frames)
         outputs.close(ok=True)
-    _print_summary(timings.summary(), rt.cold, source)
+    _print_summary(timings.summary(), rt.cold)
     return 0
 
 
-def _bgr(img: np.ndarray) -> np.ndarray:
-    import cv2
-
-    if img.ndim == 2 or img.shape[2] == 1:
-        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-    if img.shape[2] == 4:
-        return cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
-    return img.copy()
+def _failed(outputs: Any, reason: str, frames: int) -> UserError:
+    """Close the outputs as partial; the one-line error that says so."""
+    outputs.close(ok=False)
+    kept = outputs.partial_paths()
+    where = f"; partial output kept in {', '.join(kept)}" if kept else ""
+    return UserError(f"{reason} (stopped after {frames} frames{where})")
 
 
-def _hud(state: dict[str, Any], recent: deque[float], rt: Any) -> dict[str, str]:
-    """FPS over the recent frames, latency percentiles, drops, device."""
-    import time
-
-    t = state["timings"]
-    hud = {"device": rt.engine.device}
-    if t is None or len(recent) < 2:
-        return hud
-    stamps = state.setdefault("stamps", deque(maxlen=60))
-    stamps.append(time.perf_counter())
-    if len(stamps) > 1:
-        hud["FPS"] = f"{(len(stamps) - 1) / (stamps[-1] - stamps[0]):.1f}"
-    lat = np.asarray(recent)
-    hud["latency p50"] = f"{np.percentile(lat, 50):.1f} ms"
-    hud["latency p99"] = f"{np.percentile(lat, 99):.1f} ms"
-    hud["drops"] = str(t.dropped)
-    return hud
-
-
-def _print_summary(s: dict[str, Any], cold: dict[str, float], source: Any) -> None:
+def _print_summary(s: dict[str, Any], cold: dict[str, float]) -> None:
+    lat, out = s["latency_ms"], s["output_latency_ms"]
     print(
-        f"{s['frames']} frames, {s['fps']:.1f} FPS end to end, latency p50 "
-        f"{s['latency_ms']['p50']:.1f} ms p99 {s['latency_ms']['p99']:.1f} ms, dropped "
-        f"{s['dropped']}, deadline misses {s['deadline_misses']}"
+        f"{s['frames']} frames, {s['fps']:.1f} FPS end to end, result latency p50 "
+        f"{lat['p50']:.1f} ms p99 {lat['p99']:.1f} ms (outputs written: p50 {out['p50']:.1f} "
+        f"ms), dropped {s['dropped']}, deadline misses {s['deadline_misses']}"
     )
     print("stage p50 ms: " + ", ".join(f"{k} {v['p50']:.2f}" for k, v in s["stages_ms"].items()))
     print("cold start: " + ", ".join(f"{k} {v:.2f} s" for k, v in cold.items()))
@@ -238,4 +145,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clip", help="clip id when INPUT is a dataset root")
     p.add_argument("--splits", help="splits file: INPUT's first test clip")
     p.add_argument("--max-frames", type=int)
+    p.add_argument(
+        "--params",
+        help="tracking and warnings settings (default: ./params.yaml when there is one, "
+        "else the values the project ships with)",
+    )
     p.set_defaults(func=run)

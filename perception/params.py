@@ -1,8 +1,9 @@
 """Typed access to params.yaml, the file that holds every tunable of the pipeline.
 
 Each top-level section of params.yaml maps onto one frozen dataclass below; the dataclass
-defaults mirror params.yaml so that library code and tests can run without the file. A
-command reads the file once with ``load_params`` and takes its section with ``section``:
+defaults are params.yaml's values (tests/test_params.py keeps them equal) so that library
+code and tests can run without the file. A command reads the file once with
+``load_params`` and takes its section with ``section``:
 
     params = load_params(args.params)
     vp = section(params, ValidateParams)
@@ -22,6 +23,7 @@ from typing import Any, ClassVar, TypeVar
 import yaml
 
 from perception.errors import UserError
+from serving.config import Settings, TrackingConfig, WarningConfig
 from serving.monitor_profile import MonitorConfig, ProfileError
 
 
@@ -31,8 +33,8 @@ class DataParams:
 
     SECTION: ClassVar[str] = "data"
     seed: int = 7
-    clips: int = 48
-    frames: int = 100
+    clips: int = 1400
+    frames: int = 5
     width: int = 1280
     height: int = 720
     fps: float = 20.0
@@ -110,7 +112,7 @@ class TrainParams:
 
     SECTION: ClassVar[str] = "train"
     seed: int = 7
-    epochs: int = 8
+    epochs: int = 9
     batch_size: int = 16
     lr: float = 0.002
     weight_decay: float = 0.0001
@@ -171,3 +173,17 @@ class MonitorParams(MonitorConfig):
 
 
 SECTIONS = (*SECTIONS, MonitorParams)
+
+
+# The loop's behaviour (tracking, lane smoothing, warnings): serving owns the dataclasses, so
+# that a deployed loop has them without this module; params.yaml holds the values.
+SECTIONS = (*SECTIONS, TrackingConfig, WarningConfig)
+
+
+def loop_settings(path: str | Path | None) -> Settings:
+    """The runtime settings of a params file's `tracking` and `warnings` sections. path None:
+    ./params.yaml when there is one, else the defaults (which equal the project's file)."""
+    if path is None and not Path("params.yaml").is_file():
+        return Settings()
+    params = load_params(path or "params.yaml")
+    return Settings(section(params, TrackingConfig), section(params, WarningConfig))

@@ -24,12 +24,8 @@ import math
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-if TYPE_CHECKING:  # postprocess pulls in numba; geometry stays numpy-only at run time
-    from serving.postprocess import Lanes
 
 # Ego (x fwd, y left, z up) -> camera (x right, y down, z fwd) before any rotation.
 _EGO_TO_CAM = np.array([[0.0, -1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]])
@@ -210,14 +206,8 @@ def ground_distance(calib: Calib, u: float, v: float) -> float:
 
 
 # ---------------------------------------------------------------------------------------
-# What the loop reads off one frame: obstacle ground positions and the ego lane's shape.
+# What the loop reads off one frame: obstacle ground positions (the ego lane: serving.lanes).
 # ---------------------------------------------------------------------------------------
-
-NOMINAL_LANE_WIDTH_M = 3.5
-_NO_POINT = -2.0  # serving.postprocess.NO_POINT (kept here so geometry does not load numba)
-_EGO_LEFT, _EGO_RIGHT = 0, 1  # contract.LANE_SLOTS order: ego_left, ego_right, outer_...
-_X_SCALE = 0.1  # fit in tens of metres: a well-conditioned 3 x 3 normal matrix
-_RIDGE = 1e-2  # pulls c2 to 0 when the points span a short range (a tiny bias otherwise)
 
 
 def obstacle_positions(boxes: np.ndarray, calib: Calib) -> np.ndarray:
@@ -230,90 +220,3 @@ def obstacle_positions(boxes: np.ndarray, calib: Calib) -> np.ndarray:
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     uv = np.stack([0.5 * (b[:, 0] + b[:, 2]), b[:, 3]], axis=1)
     return calib.pixel_to_ground(uv)[:, :2]
-
-
-@dataclass(frozen=True)
-class LaneGeometry:
-    """The ego lane in the ego frame (x forward, y left, metres), near the vehicle.
-
-    offset_m: the ego's lateral offset from the lane centre at x = 0, metres, positive when
-    the ego is LEFT of the centre. width_m: lane width at x = 0, metres (the nominal 3.5 m
-    when only one line is seen). curvature_1pm: signed curvature, 1/m, positive when the lane
-    turns left. heading_rad: the lane's direction relative to ego x, positive to the left.
-    valid: at least one ego line was fitted (and, with both, the width is plausible).
-    The lane centre is y(x) = -offset_m + tan(heading_rad) x + curvature_1pm / 2 x^2.
-    """
-
-    offset_m: float
-    width_m: float
-    curvature_1pm: float
-    heading_rad: float
-    valid: bool
-
-    @classmethod
-    def invalid(cls) -> LaneGeometry:
-        nan = float("nan")
-        return cls(nan, nan, nan, nan, False)
-
-    def centre_y(self, x: np.ndarray) -> np.ndarray:
-        """Lateral position (ego y, metres) of the lane centre at forward distances x
-        (float[N], metres). NaN when the geometry is not valid."""
-        x = np.asarray(x, dtype=np.float64)
-        if not self.valid:
-            return np.full(x.shape, np.nan)
-        c1, c2 = math.tan(self.heading_rad), 0.5 * self.curvature_1pm
-        return -self.offset_m + x * (c1 + c2 * x)
-
-
-def _fit_sides(gx: np.ndarray, gy: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Least-squares y = c0 + c1 x + c2 x^2 for each side at once.
-
-    gx, gy: float[S, R] ground points, metres; ok: bool[S, R] which to use. Returns (coef
-    float[S, 3] c0 m, c1, c2 1/m; fitted bool[S], True where a side has >= 3 points)."""
-    t = np.where(ok, gx, 0.0) * _X_SCALE
-    w = ok.astype(np.float64)
-    a = np.stack([w, w * t, w * t * t], axis=-1)  # [S, R, 3], zero rows for unused points
-    ata = np.einsum("srk,srl->skl", a, a)
-    atb = np.einsum("srk,sr->sk", a, np.where(ok, gy, 0.0))
-    fitted = ok.sum(axis=1) >= 3
-    ata[..., 2, 2] += _RIDGE
-    ata[~fitted] = np.eye(3)  # keep the batched solve regular; the result is discarded
-    coef = np.linalg.solve(ata, atb[..., None])[..., 0]
-    return coef * np.array([1.0, _X_SCALE, _X_SCALE**2]), fitted
-
-
-def lane_geometry(lanes: Lanes, calib: Calib, max_range_m: float = 40.0) -> LaneGeometry:
-    """Offset, width, curvature and heading of the ego lane from one frame's lanes.
-
-    lanes: Lanes (xs float[L, R] pixels, NO_POINT = -2 where none; rows float[R] pixels) in
-    the image `calib` describes; slots in contract.LANE_SLOTS order. The ego_left and
-    ego_right points are back-projected to the flat road, those between 0 and max_range_m
-    (metres, ego x) are kept and each side is fitted with y = c0 + c1 x + c2 x^2 (>= 3
-    points). With one side the centre is that line -/+ half the nominal 3.5 m width.
-    Plausible widths with both sides: 2 to 6 m. Cost: one vectorised back-projection and a
-    batched 3 x 3 solve (~0.1 ms)."""
-    xs = np.asarray(lanes.xs, dtype=np.float64)[[_EGO_LEFT, _EGO_RIGHT]]  # [2, R]
-    rows = np.broadcast_to(np.asarray(lanes.rows, dtype=np.float64), xs.shape)
-    g = calib.pixel_to_ground(np.stack([xs.ravel(), rows.ravel()], axis=1))
-    gx, gy = g[:, 0].reshape(xs.shape), g[:, 1].reshape(xs.shape)
-    with np.errstate(invalid="ignore"):
-        ok = (xs != _NO_POINT) & (gx > 0.0) & (gx <= max_range_m)  # NaN compares False
-    coef, fitted = _fit_sides(gx, gy, ok)
-    half = 0.5 * NOMINAL_LANE_WIDTH_M
-    if fitted.all():
-        c0 = 0.5 * (coef[0, 0] + coef[1, 0])
-        width = float(coef[0, 0] - coef[1, 0])
-    elif fitted[0]:
-        c0, width = coef[0, 0] - half, NOMINAL_LANE_WIDTH_M
-    elif fitted[1]:
-        c0, width = coef[1, 0] + half, NOMINAL_LANE_WIDTH_M
-    else:
-        return LaneGeometry.invalid()
-    c1, c2 = coef[fitted, 1].mean(), coef[fitted, 2].mean()
-    return LaneGeometry(
-        offset_m=float(-c0),
-        width_m=width,
-        curvature_1pm=float(2.0 * c2),
-        heading_rad=float(math.atan(c1)),
-        valid=bool(2.0 <= width <= 6.0),
-    )

@@ -15,7 +15,6 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from serving.contract import CLASS_NAMES, LANE_SLOTS
 from serving.postprocess import NO_POINT, Detections, FramePrediction, Lanes
 
 Color = tuple[int, int, int]  # BGR
@@ -249,15 +248,16 @@ def draw(
     warnings: WarningsLike | None = None,
     hud: Mapping[str, object] | None = None,
     *,
-    lane_slots: Sequence[str] = LANE_SLOTS,
-    class_names: Sequence[str] = CLASS_NAMES,
+    lane_slots: Sequence[str],
+    class_names: Sequence[str],
 ) -> None:
     """Draw everything onto img (uint8 H x W x 3 BGR, in place; gray / BGRA also work).
 
     pred: lanes (xs float32[L, R] source px, NO_POINT = none) and detections (boxes x1 y1 x2
     y2 source px). tracks: when given, drawn instead of the raw detections, with distance and
     TTC. lane_geo: offset / curvature text. warnings: red banner and FCW target in red.
-    hud: "key: value" lines at the top-left (floats with one decimal).
+    hud: "key: value" lines at the top-left (floats with one decimal). lane_slots,
+    class_names: the model contract's (what the slot and class indices name).
     """
     st = _Style(img)
     draw_lanes(img, pred.lanes, st, lane_slots)

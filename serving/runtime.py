@@ -1,34 +1,45 @@
-"""One frame through everything the car runs: preprocess -> infer -> decode -> track.
+"""One frame through everything the car runs: preprocess -> infer -> decode -> read the scene.
 
-`Runtime` owns the engine, the preprocessing buffer (bound to the engine's input, so the
-Numba kernel writes straight into what ONNX Runtime reads), the decoder, the lane smoother and
-the tracker. Thread pools are set once, here, for the whole process: ONNX Runtime's intra-op
-pool, Numba's and OpenCV's share the same cores and must not fight over them.
+`Runtime` is the only place these steps are written. Its stages are parts that can be
+swapped: `Runtime.onnx` builds the shipped one (ONNX Runtime through serving.engine, the
+Numba pre- and post-processing); `perception bench` builds its PyTorch and naive contenders
+by handing other stages to the same class, so that every loop it compares tracks, smooths
+and warns with the same code. Thread pools are set once, here, for the whole process: ONNX
+Runtime's intra-op pool, Numba's and OpenCV's share the same cores and must not fight.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import cv2
 import numpy as np
 
-from serving.alerts import Warnings
+from serving.alerts import Alerts, Warnings
+from serving.config import Settings
+from serving.contract import ModelContract, ModelOutputs
 from serving.engine import Engine
-from serving.geometry import Calib, LaneGeometry
+from serving.geometry import Calib
+from serving.lanes import LaneGeometry, LaneSmoother, ego_slots, lane_geometry
 from serving.postprocess import FramePrediction, Postprocessor
 from serving.preprocess import Preprocessor
-from serving.tracking import LaneSmoother, Track, Tracker, read_scene
+from serving.projection import pack
+from serving.tracking import Tracker, Tracks
 from serving.undistort import UndistortingPreprocessor, distort_prediction
 
+Infer = Callable[[np.ndarray], ModelOutputs[np.ndarray]]  # float32[1, 3, h, w] -> outputs
+Decoder = Callable[[ModelOutputs[np.ndarray]], FramePrediction]  # one image's outputs
+MakeDecoder = Callable[[ModelContract, int, int], Decoder]  # for a source of width x height
 
-def configure_threads(ort_threads: int, numba_threads: int = 1, cv2_threads: int = 1) -> None:
+
+def configure_threads(numba_threads: int = 1, cv2_threads: int = 1) -> None:
     """Call once at start-up, before the first frame. OMP_WAIT_POLICY=PASSIVE stops idle
     OpenMP workers spinning on a core the next stage needs (it only takes effect when set
-    before the pools start: the CLI entry points set it too)."""
+    before the pools start: the CLI entry points set it too). ONNX Runtime's threads are a
+    session option (serving.engine)."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     cv2.setNumThreads(cv2_threads)
     try:
@@ -38,7 +49,6 @@ def configure_threads(ort_threads: int, numba_threads: int = 1, cv2_threads: int
         numba.set_num_threads(max(1, min(numba_threads, most)))
     except (ImportError, ValueError):
         pass
-    _ = ort_threads  # ONNX Runtime's threads are a session option: see Engine
 
 
 @dataclass
@@ -47,126 +57,115 @@ class Result:
 
     pred: FramePrediction
     lane: LaneGeometry
-    tracks: list[Track]
+    tracks: Tracks
     warnings: Warnings
 
 
 class Runtime:
-    """undistort: with a calibration that has lens distortion, the preprocessing pass
-    undistorts (serving.undistort) and the decoded lanes and boxes are mapped back onto the
-    recorded image, so that everything after decode stays in source pixels; without
-    distortion it changes nothing."""
+    """contract: the model's; calib: the source camera; infer: the model; pre: frame ->
+    model input (default: serving.preprocess); make_decoder: the decode for a source size
+    (default: serving.postprocess). undistort: with a calibration that has lens distortion,
+    the preprocessing pass undistorts (serving.undistort) and the decoded lanes and boxes
+    are mapped back onto the recorded image, so that everything after decode stays in
+    source pixels; without distortion it changes nothing."""
 
     def __init__(
         self,
+        contract: ModelContract,
+        calib: Calib,
+        infer: Infer,
+        settings: Settings,
+        *,
+        pre: Callable[[np.ndarray], np.ndarray] | None = None,
+        make_decoder: MakeDecoder = Postprocessor,
+        undistort: bool = False,
+    ):
+        self.contract, self.infer, self.settings = contract, infer, settings
+        self.undistort = undistort and calib.has_distortion
+        self.pre = pre or (
+            UndistortingPreprocessor(contract, calib) if self.undistort else Preprocessor(contract)
+        )
+        self.make_decoder = make_decoder
+        self.ego = ego_slots(contract.lane_slots)
+        self.alerts = Alerts(settings.warnings, contract.class_names)
+        self.cold: dict[str, float] = {}
+        self.engine: Engine | None = None  # set by Runtime.onnx
+        self._set_camera(calib)
+
+    @classmethod
+    def onnx(
+        cls,
         model: str,
         calib: Calib,
+        settings: Settings,
         device: str = "cpu",
         threads: int = 2,
         undistort: bool = False,
-    ):
+    ) -> Runtime:
+        """The shipped runtime: an ONNX model through serving.engine (IO binding: the
+        preprocessing writes straight into the bound input), warmed up; cold-start seconds
+        in .cold (session, Numba compile or cache load, first inference, total)."""
         t0 = time.perf_counter()
-        self.engine = Engine(model, device, threads)
-        self.contract = self.engine.contract
-        self.calib = calib
-        self.undistort = undistort and calib.has_distortion
-        self.pre = (
-            UndistortingPreprocessor(self.contract, calib)
-            if self.undistort
-            else Preprocessor(self.contract)
-        )
-        self.pre.out = self.engine.input  # zero copy into the bound input buffer
-        self.post = Postprocessor(self.contract, calib.image_width, calib.image_height)
-        self.smoother = LaneSmoother()
-        self.tracker = Tracker(calib)
-        self.cold: dict[str, float] = {"session_s": self.engine.session_seconds}
+        engine = Engine(model, device, threads)
+        rt = cls(engine.contract, calib, engine.run_bound, settings, undistort=undistort)
+        rt.engine = engine
+        rt.pre.out = engine.input  # type: ignore[attr-defined]
+        rt.cold["session_s"] = engine.session_seconds
         t1 = time.perf_counter()
-        self.pre.warmup()
-        self.post.warmup()
-        self.cold["numba_s"] = time.perf_counter() - t1
-        self.cold["first_inference_s"] = self.engine.warmup(3)
-        self.cold["total_s"] = time.perf_counter() - t0
+        rt.warmup()
+        rt.cold["numba_s"] = time.perf_counter() - t1
+        rt.cold["first_inference_s"] = engine.warmup(3)
+        rt.cold["total_s"] = time.perf_counter() - t0
+        return rt
+
+    def _set_camera(self, calib: Calib) -> None:
+        self.calib, self._cam = calib, pack(calib)
+        if isinstance(self.pre, UndistortingPreprocessor):
+            self.pre.calib = calib
+        self.decode = self.make_decoder(self.contract, calib.image_width, calib.image_height)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the previous frames (tracks, smoothed lanes): a new clip starts."""
+        self.tracker = Tracker(self.calib, self.settings.tracking)
+        self.smoother = LaneSmoother(self.settings.tracking)
 
     def for_size(self, width: int, height: int) -> None:
-        """Adapt to the source's frame size (decode scales to it)."""
-        if (width, height) != (self.post.width, self.post.height):
-            self.calib = self.calib.scaled(width, height)
-            if isinstance(self.pre, UndistortingPreprocessor):
-                self.pre.calib = self.calib
-            self.post = Postprocessor(self.contract, width, height)
-            self.tracker = Tracker(self.calib)
+        """Adapt to the source's frame size (decode scales to it); resets the tracks."""
+        if (width, height) != (self.calib.image_width, self.calib.image_height):
+            self._set_camera(self.calib.scaled(width, height))
+
+    def warmup(self) -> None:
+        """Compile (or load from Numba's cache) the kernels before the first frame."""
+        for part in (self.pre, self.decode):
+            if hasattr(part, "warmup"):
+                part.warmup()
 
     def __call__(
         self, image: np.ndarray, t_s: float, speed_mps: float | None, stage_ns: dict[str, int]
     ) -> Result:
-        """image: uint8 HxW, HxWx3 BGR or HxWx4; t_s capture time (s). Adds pre, infer,
-        post and track times (ns) to stage_ns."""
+        """image: uint8 HxW, HxWx3 BGR or HxWx4; t_s capture time (s); speed_mps: ego speed
+        (None: unknown). Adds pre, infer, post and track times (ns) to stage_ns."""
         clock = time.perf_counter_ns
         t0 = clock()
-        self.pre(image)
+        x = self.pre(image)
         t1 = clock()
-        out = self.engine.run()
+        out = self.infer(x)
         t2 = clock()
-        pred = self.post(out.image(0))
+        pred = self.decode(out.image(0))
         if self.undistort:
             pred = distort_prediction(pred, self.calib)
         pred.lanes = self.smoother(pred.lanes)
         t3 = clock()
-        lane, tracks, warn = read_scene(pred, self.calib, self.tracker, t_s, speed_mps)
+        result = self.read_scene(pred, t_s, speed_mps)
         t4 = clock()
         stage_ns.update(pre=t1 - t0, infer=t2 - t1, post=t3 - t2, track=t4 - t3)
-        return Result(pred, lane, tracks, warn)
+        return result
 
-
-def to_record(
-    index: int,
-    t_ns: int,
-    r: Result,
-    slots: tuple[str, ...],
-    names: tuple[str, ...],
-    timings_ms: dict[str, float],
-    latency_ms: float,
-) -> dict[str, Any]:
-    """One JSON-lines record: lanes, obstacles with distance and TTC, warnings, timings."""
-    lanes = []
-    for k, slot in enumerate(slots):
-        ok = r.pred.lanes.xs[k] >= 0
-        if ok.sum() >= 2:
-            pts = np.stack([r.pred.lanes.xs[k][ok], r.pred.lanes.rows[ok]], 1).astype(np.float64)
-            lanes.append({"slot": slot, "points": np.round(pts, 1).tolist()})
-    obstacles = [
-        {
-            "track_id": t.track_id,
-            "cls": names[t.cls],
-            "score": round(float(t.score), 3),
-            "box": [round(float(v), 1) for v in t.box],
-            "distance_m": round(t.distance_m, 2),
-            "lateral_m": round(t.y_m, 2),
-            "rel_speed_mps": round(t.vx_mps, 2),
-            "ttc_s": None if not np.isfinite(t.ttc_s) else round(t.ttc_s, 2),
-            "in_ego_lane": bool(t.in_ego_lane),
-        }
-        for t in r.tracks
-        if t.missed == 0
-    ]
-    w = r.warnings
-    lane = r.lane
-    return {
-        "frame": index,
-        "t_ns": int(t_ns),
-        "lanes": lanes,
-        "obstacles": obstacles,
-        "ego_lane": {
-            "valid": bool(lane.valid),
-            "offset_m": round(lane.offset_m, 3) if lane.valid else None,
-            "curvature_1pm": round(lane.curvature_1pm, 5) if lane.valid else None,
-        },
-        "warnings": {
-            "fcw": bool(w.fcw),
-            "fcw_track_id": w.fcw_track_id,
-            "fcw_ttc_s": w.fcw_ttc_s,
-            "ldw": w.ldw,
-        },
-        "timings_ms": {k: round(v, 3) for k, v in timings_ms.items()},
-        "latency_ms": round(latency_ms, 3),
-    }
+    def read_scene(self, pred: FramePrediction, t_s: float, speed_mps: float | None) -> Result:
+        """The 'track' stage: what one frame's decoded prediction (source pixels) tells the
+        driver: the ego lane's geometry, the tracks (advanced to t_s seconds), warnings."""
+        cfg = self.settings.tracking
+        lane = lane_geometry(pred.lanes, self.calib, self.ego, cfg.lane_fit_range_m, self._cam)
+        tracks = self.tracker.update(t_s, pred.detections, lane)
+        return Result(pred, lane, tracks, self.alerts(tracks, lane, speed_mps))

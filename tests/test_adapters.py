@@ -17,6 +17,7 @@ import pytest
 from perception.dataset import adapters
 from perception.dataset.bdd100k import clip_box, import_bdd100k, poly2d_to_polyline
 from perception.dataset.coco import coco_bbox_to_box, obstacle_to_coco_bbox, to_coco
+from perception.dataset.lane_rows import assign_lane_slots, lanes_to_tusimple_xs
 from perception.dataset.schema import (
     ClipMeta,
     ClipWriter,
@@ -27,12 +28,7 @@ from perception.dataset.schema import (
     Obstacle,
     write_manifest,
 )
-from perception.dataset.tusimple import (
-    assign_lane_slots,
-    import_tusimple,
-    lanes_to_tusimple_xs,
-    to_tusimple,
-)
+from perception.dataset.tusimple import import_tusimple, to_tusimple
 from serving.geometry import Calib
 
 H_SAMPLES = list(range(160, 720, 10))

@@ -12,8 +12,8 @@ import pytest
 
 from perception.cli import main
 from perception.dataset.schema import Dataset, FrameLabel, Lane, Obstacle
-from perception.eval_real import score_frame, vehicle_matches
 from perception.evaluate import Frame, FrameResult
+from perception.evaluate.real import score_frame, vehicle_matches
 from serving.contract import CLASS_NAMES
 from serving.geometry import Calib
 
@@ -107,6 +107,7 @@ def test_demo_runtime_and_evaluation_undistort_alike(real_dataset: Path, onnx_mo
     """The loop (serving.runtime.Runtime, undistort=True) and evaluation's
     UndistortingPredictor answer the same on a real frame: one preprocessing and decode."""
     from perception.evaluate import UndistortingPredictor, load_model_predictor
+    from serving.config import Settings
     from serving.runtime import Runtime
     from serving.undistort import UndistortingPreprocessor
 
@@ -115,12 +116,12 @@ def test_demo_runtime_and_evaluation_undistort_alike(real_dataset: Path, onnx_mo
     img = cv2.imread(str(clip.frame_path(clip.labels[2])))
     assert img is not None
     rows = np.asarray(clip.meta.h_samples, np.float32)
-    rt = Runtime(str(onnx_model), clip.calib, undistort=True)
+    rt = Runtime.onnx(str(onnx_model), clip.calib, Settings(), undistort=True)
     assert isinstance(rt.pre, UndistortingPreprocessor)
     got = rt(img, 0.0, None, {}).pred
     want = UndistortingPredictor(load_model_predictor(str(onnx_model)))(img, clip.calib, rows)
     np.testing.assert_allclose(got.lanes.xs, want.lanes.xs, atol=1e-3)
     np.testing.assert_allclose(got.detections.boxes, want.detections.boxes, atol=1e-3)
     # without distortion the flag changes nothing
-    plain = Runtime(str(onnx_model), Calib.default(), undistort=True)
+    plain = Runtime.onnx(str(onnx_model), Calib.default(), Settings(), undistort=True)
     assert not plain.undistort and not isinstance(plain.pre, UndistortingPreprocessor)

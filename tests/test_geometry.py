@@ -7,19 +7,26 @@ import math
 import numpy as np
 import pytest
 
-from serving import geometry
 from serving.contract import LANE_SLOTS, ModelContract
-from serving.geometry import Calib, LaneGeometry, lane_geometry, obstacle_positions
+from serving.geometry import Calib, obstacle_positions
+from serving.lanes import LaneGeometry, ego_slots
+from serving.lanes import lane_geometry as _lane_geometry
 from serving.postprocess import NO_POINT, Lanes
 
 FLAT = Calib(1280, 720, 1000, 1000, 640, 360, 1.5, 0.0)  # zero pitch: horizon at v = 360
 ROWS = np.asarray(ModelContract().row_anchors, np.float32) * 720  # 160..710
 
 
-def test_no_point_marker_matches_postprocess():
-    assert geometry._NO_POINT == NO_POINT
-    assert LANE_SLOTS[geometry._EGO_LEFT] == "ego_left"
-    assert LANE_SLOTS[geometry._EGO_RIGHT] == "ego_right"
+def lane_geometry(lanes: Lanes, calib: Calib) -> LaneGeometry:
+    """serving.lanes.lane_geometry with the contract's slot order and the 40 m fit range."""
+    return _lane_geometry(lanes, calib, (0, 1), 40.0)
+
+
+def test_ego_slots_come_from_the_contract():
+    assert ego_slots(LANE_SLOTS) == (0, 1)
+    assert ego_slots(("outer_left", "ego_right", "ego_left")) == (2, 1)
+    with pytest.raises(ValueError, match="ego_left"):
+        ego_slots(("left", "ego_right"))
 
 
 def test_obstacle_positions_flat_camera():
@@ -100,7 +107,7 @@ def test_lane_geometry_right_turn_and_one_side():
 def test_lane_geometry_range_limit_and_invalid_cases():
     lanes = lanes_from_lines(FLAT, [(1.75, 0, 0), (-1.75, 0, 0)])
     # at 3 m maximum range no row qualifies (the nearest row, 710, sees 4.3 m)
-    assert not lane_geometry(lanes, FLAT, max_range_m=3.0).valid
+    assert not _lane_geometry(lanes, FLAT, (0, 1), 3.0).valid
     empty = Lanes(np.full((4, len(ROWS)), NO_POINT, np.float32), ROWS, np.zeros(4, np.float32))
     g = lane_geometry(empty, FLAT)
     assert not g.valid and math.isnan(g.offset_m)

@@ -558,12 +558,15 @@ def test_a_corrupt_or_pickled_checkpoint_is_one_line(
     outcome = _unchanged_outside_out(world, lambda: run(argv, capsys))
     refused(outcome, str(model))
 
-    from perception.bench_run import build_variant
+    from perception.bench.variants import Builder
+    from serving.config import Settings
     from serving.geometry import Calib
     from serving.target import load_profile
 
     profile = load_profile(ROOT / "hw" / "cpu-2core.yaml")
-    variant = build_variant("pytorch", profile, world, Calib.default(*SIZE), False)
+    builder = Builder(profile, world, Calib.default(*SIZE), Settings(), False, 20.0)
+    variant = builder.build("pytorch")
+    builder.close()
     assert variant.status.startswith(f"skipped: {model}: not a ")
     assert "\n" not in variant.status
 

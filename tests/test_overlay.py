@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
 import pytest
 
-from serving.overlay import RED, draw
+from serving import overlay
+from serving.contract import CLASS_NAMES, LANE_SLOTS
+from serving.overlay import RED
 from serving.postprocess import NO_POINT, Detections, FramePrediction, Lanes
 
 ROWS = np.arange(160, 720, 10, dtype=np.float32)
+
+
+def draw(img: np.ndarray, *args: Any) -> None:
+    """serving.overlay.draw with the default contract's lane slots and class names."""
+    overlay.draw(img, *args, lane_slots=LANE_SLOTS, class_names=CLASS_NAMES)
 
 
 @dataclass

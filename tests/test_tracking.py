@@ -4,25 +4,34 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from serving.alerts import warnings
+from serving import kalman
+from serving.alerts import Alerts, Warnings
+from serving.config import TrackingConfig, WarningConfig
 from serving.contract import CLASS_NAMES
-from serving.geometry import Calib, LaneGeometry
+from serving.geometry import Calib
+from serving.lanes import LaneGeometry, LaneSmoother, in_ego_lane
 from serving.postprocess import NO_POINT, Detections, Lanes
-from serving.tracking import (
-    LaneSmoother,
-    Track,
-    Tracker,
-    greedy_match,
-    in_ego_lane,
-    iou_matrix,
-)
+from serving.tracking import Track, Tracker
 
 FLAT = Calib(1280, 720, 1000, 1000, 640, 360, 1.5, 0.0)
 HZ = 20.0
+TRACKING = TrackingConfig()
+
+
+def new_tracker(calib: Calib = FLAT, **changes: float) -> Tracker:
+    return Tracker(calib, replace(TRACKING, **changes))
+
+
+def warnings(tracks, lane, ego_speed_mps, **changes: float) -> Warnings:
+    """serving.alerts.Alerts with the project's settings, some changed."""
+    return Alerts(replace(WarningConfig(), **changes), CLASS_NAMES)(tracks, lane, ego_speed_mps)
+
+
 CAR, PEDESTRIAN = CLASS_NAMES.index("car"), CLASS_NAMES.index("pedestrian")
 
 
@@ -64,17 +73,22 @@ def approach(tracker: Tracker, x0: float, v: float, frames: int, drop_every: int
 # ------------------------------------------------------------------ helpers
 
 
-def test_iou_matrix_and_greedy_match():
-    a = np.array([[0, 0, 10, 10], [20, 20, 30, 30]], np.float32)
-    b = np.array([[5, 0, 15, 10], [20, 20, 30, 30], [100, 100, 110, 110]], np.float32)
-    iou = iou_matrix(a, b)
+def _greedy(score: np.ndarray, gate: float) -> tuple[list[int], list[int]]:
+    ti, di = np.empty(min(score.shape), np.int64), np.empty(min(score.shape), np.int64)
+    m = kalman.greedy_match(score.astype(np.float64), gate, ti, di, 0)
+    return ti[:m].tolist(), di[:m].tolist()
+
+
+def test_iou_and_greedy_match():
+    a = np.array([[0, 0, 10, 10], [20, 20, 30, 30]], np.float64)
+    b = np.array([[5, 0, 15, 10], [20, 20, 30, 30], [100, 100, 110, 110]], np.float64)
+    iou = [[kalman._iou(x, y) for y in b] for x in a]
     np.testing.assert_allclose(iou, np.array([[50 / 150, 0, 0], [0, 1, 0]]))
     # greedy takes the best pair first: (0, 1) at 0.9, then (1, 0) at 0.5 although 0.8 > 0.5
     score = np.array([[0.8, 0.9], [0.5, 0.7]])
-    rows, cols = greedy_match(score, 0.3)
-    assert rows.tolist() == [0, 1] and cols.tolist() == [1, 0]
-    assert greedy_match(score, 0.95)[0].size == 0
-    assert greedy_match(np.zeros((0, 3)), 0.3)[0].size == 0
+    assert _greedy(score, 0.3) == ([0, 1], [1, 0])
+    assert _greedy(score, 0.95) == ([], [])
+    assert _greedy(np.zeros((0, 3)), 0.3) == ([], [])
 
 
 def test_in_ego_lane_with_and_without_lanes():
@@ -91,7 +105,7 @@ def test_in_ego_lane_with_and_without_lanes():
 
 
 def test_tracker_ttc_on_closing_lead():
-    tracker = Tracker(FLAT)
+    tracker = new_tracker()
     t, tracks = approach(tracker, 40.0, -8.0, frames=20)  # 1 s: 40 m -> 32 m
     assert t == 1.0 and len(tracks) == 1
     (lead,) = tracks
@@ -104,7 +118,7 @@ def test_tracker_ttc_on_closing_lead():
 
 
 def test_tracker_through_dropped_frames():
-    tracker = Tracker(FLAT)
+    tracker = new_tracker()
     t, tracks = approach(tracker, 40.0, -8.0, frames=20, drop_every=3)  # 2 of 3 frames
     assert t == pytest.approx(0.95)
     assert [tr.track_id for tr in tracks] == [1]
@@ -114,7 +128,7 @@ def test_tracker_through_dropped_frames():
 
 def test_tracker_predicts_across_a_gap():
     # three frames missing: the prediction moves 3 frames on, so the box still matches
-    tracker = Tracker(FLAT)
+    tracker = new_tracker()
     approach(tracker, 30.0, -8.0, frames=20, seed=1)
     t = 24 / HZ
     out = tracker.update(t, dets(car_box(30.0 - 8.0 * t, 0.0)), None)
@@ -123,12 +137,12 @@ def test_tracker_predicts_across_a_gap():
 
 
 def test_receding_and_static_leads_have_no_ttc():
-    _, tracks = approach(Tracker(FLAT), 20.0, 5.0, frames=20)
+    _, tracks = approach(new_tracker(), 20.0, 5.0, frames=20)
     assert tracks[0].vx_mps > 3.0 and math.isinf(tracks[0].ttc_s)
 
 
 def test_tracker_new_ids_and_deletion():
-    tracker = Tracker(FLAT, max_missed=5)
+    tracker = new_tracker(max_missed=5)
     rng = np.random.default_rng(2)
     for i in range(10):
         out = tracker.update(i / HZ, dets(car_box(30.0 - 0.4 * i, 0.0, rng)), None)
@@ -154,12 +168,12 @@ def test_tracker_new_ids_and_deletion():
         assert [tr.missed for tr in out] == [k + 1, k + 1, k]
     out = tracker.update(20 / HZ, Detections(), None)
     assert [(tr.track_id, tr.missed) for tr in out] == [(3, 5)]
-    assert tracker.update(21 / HZ, Detections(), None) == []
+    assert len(tracker.update(21 / HZ, Detections(), None)) == 0
 
 
 def test_detections_above_the_horizon_are_ignored():
-    tracker = Tracker(FLAT)
-    assert tracker.update(0.0, dets(np.array([600, 200, 700, 350], np.float32)), None) == []
+    tracker = new_tracker()
+    assert len(tracker.update(0.0, dets(np.array([600, 200, 700, 350], np.float32)), None)) == 0
 
 
 # ------------------------------------------------------------------ lane smoother
@@ -173,7 +187,7 @@ def lanes(value: float, slots: tuple[int, ...] = (0, 1)) -> Lanes:
 
 
 def test_lane_smoother_constant_and_step():
-    sm = LaneSmoother(alpha=0.5)
+    sm = LaneSmoother(replace(TRACKING, lane_alpha=0.5))
     for _ in range(3):
         out = sm(lanes(500.0))
         np.testing.assert_array_equal(out.xs, lanes(500.0).xs)
@@ -185,7 +199,7 @@ def test_lane_smoother_constant_and_step():
 
 
 def test_lane_smoother_appear_hold_reset_and_jump():
-    sm = LaneSmoother(alpha=0.5, hold_frames=2, jump_px=40.0)
+    sm = LaneSmoother(replace(TRACKING, lane_alpha=0.5, lane_hold_frames=2, lane_jump_px=40.0))
     sm(lanes(500.0, slots=(0,)))
     out = sm(lanes(510.0, slots=(0, 1)))  # slot 1 appears: taken as it is
     assert out.xs[1, 0] == 610.0 and out.xs[0, 0] == 505.0
@@ -204,7 +218,7 @@ LANE = LaneGeometry(offset_m=0.0, width_m=3.5, curvature_1pm=0.0, heading_rad=0.
 
 
 def test_fcw_fires_for_the_closing_lead_only():
-    tracker = Tracker(FLAT)
+    tracker = new_tracker()
     rng = np.random.default_rng(3)
     # lead closing from 24 m at 8 m/s (TTC 2 s after 1 s), a car in the next lane closing
     # faster, and one ahead in the ego lane moving away
@@ -243,7 +257,7 @@ def test_fcw_needs_a_confirmed_track():
 def _drive(frames: int, boxes_at: Callable[[int, float], list[np.ndarray]]) -> list[bool]:
     """FCW per frame (20 Hz, ego at 20 m/s, straight ego lane) for detections given per
     frame index and time."""
-    tracker, fired = Tracker(FLAT), []
+    tracker, fired = new_tracker(), []
     for i in range(frames):
         t = i / HZ
         tracks = tracker.update(t, dets(*boxes_at(i, t)), LANE)

@@ -22,7 +22,6 @@ track id of its own within its clip so that no association across frames is impl
 from __future__ import annotations
 
 import itertools
-import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,17 +39,22 @@ from perception.dataset.convert import (
     safe_id,
     write_imported_clip,
 )
+from perception.dataset.lane_rows import (
+    MIN_LANE_POINTS,
+    NO_POINT,
+    assign_lane_slots,
+    xs_to_points,
+)
 from perception.dataset.output import staged_dataset_dir
+from perception.dataset.scalabel import load_frames
 from perception.dataset.schema import (
     ClipMeta,
     FormatError,
     FrameLabel,
     Lane,
     Obstacle,
-    read_json,
     write_manifest,
 )
-from perception.dataset.tusimple import MIN_LANE_POINTS, NO_POINT, assign_lane_slots, xs_to_points
 from serving.contract import tusimple_h_samples
 from serving.geometry import Calib
 
@@ -217,73 +221,6 @@ def labels_to_lanes(
 # ---------------------------------------------------------------- frames and clips
 
 
-def load_frames(path: Path) -> list[dict]:
-    """A Scalabel label file: a list of frames, or an object with a "frames" list, each
-    shaped as ``check_frame`` wants. Strict JSON (no NaN, Infinity or 1e400); errors name the
-    file, the frame and the field."""
-    obj = read_json(path)
-    frames = obj.get("frames") if isinstance(obj, dict) else obj
-    if not isinstance(frames, list):
-        raise FormatError(f"{path}: expected a list of frames")
-    for i, f in enumerate(frames):
-        check_frame(path, i, f)
-    return frames
-
-
-def _fail(where: str, field: str, what: str, v: object) -> FormatError:
-    text = json.dumps(v)
-    text = text if len(text) <= 40 else text[:37] + "..."
-    return FormatError(f"{where}: malformed {field.split('.')[-1]} ({field}: {text} {what})")
-
-
-def check_frame(path: Path, i: int, f: object) -> None:
-    """FormatError naming the file, the frame and the field unless frame i of the file has
-    Scalabel's shape: a name string, attributes an object, labels a list of objects with a
-    string category, box2d an object of four numbers x1 y1 x2 y2, poly2d a list of objects
-    whose vertices are [x, y] number pairs."""
-    if not isinstance(f, dict) or not isinstance(f.get("name"), str):
-        raise FormatError(f"{path}: frame {i} has no name")
-    where = f"{path}: frame {f['name']}"
-    if not isinstance(f.get("attributes") or {}, dict):
-        raise _fail(where, "attributes", "is not an object", f["attributes"])
-    labels = f.get("labels") or []
-    if not isinstance(labels, list):
-        raise _fail(where, "labels", "is not a list", labels)
-    for k, label in enumerate(labels):
-        at = f"labels[{k}]"
-        if not isinstance(label, dict):
-            raise _fail(where, at, "is not an object", label)
-        if not isinstance(label.get("category", ""), str):
-            raise _fail(where, f"{at}.category", "is not a string", label["category"])
-        if not isinstance(label.get("attributes") or {}, dict):
-            raise _fail(where, f"{at}.attributes", "is not an object", label["attributes"])
-        if "box2d" in label and not _is_box(label["box2d"]):
-            what = "is not an object of numbers x1 y1 x2 y2"
-            raise _fail(where, f"{at}.box2d", what, label["box2d"])
-        if "poly2d" in label and not _is_poly(label["poly2d"]):
-            what = "is not a list of {vertices: [[x, y], ...]}"
-            raise _fail(where, f"{at}.poly2d", what, label["poly2d"])
-
-
-def _number(v: object) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
-
-
-def _is_box(b: object) -> bool:
-    return isinstance(b, dict) and all(_number(b.get(k)) for k in ("x1", "y1", "x2", "y2"))
-
-
-def _is_poly(polys: object) -> bool:
-    return isinstance(polys, list) and all(
-        isinstance(p, dict)
-        and isinstance(p.get("vertices"), list)
-        and len(p["vertices"]) > 0
-        and all(isinstance(v, list) and len(v) == 2 and all(map(_number, v)) for v in p["vertices"])
-        and isinstance(p.get("types", ""), str)
-        for p in polys
-    )
-
-
 def frame_tags(frame: dict) -> dict[str, str]:
     """Our scenario tags from a BDD frame's attributes (road and traffic are not labelled)."""
     attrs = frame.get("attributes") or {}
@@ -368,6 +305,28 @@ def _write_clip(
     return {"clip_id": clip_id, "num_frames": len(out), "tags": tags}
 
 
+def _group_frames(
+    det: list[dict],
+    lanes_by_name: dict[str, list[dict]] | None,
+    images: Path,
+    det_path: Path,
+    progress: bool,
+) -> dict[tuple, list[BddFrame]]:
+    """The frames by (image size, time of day, weather), each group in name order: a clip
+    takes its frames from one group, so its tags hold for all of them."""
+    groups: dict[tuple, list[BddFrame]] = defaultdict(list)
+    ordered = sorted(det, key=lambda f: f["name"])
+    for f in tqdm(ordered, desc="bdd100k images", unit="img", disable=not progress):
+        labels = f.get("labels") or []
+        lane = labels if lanes_by_name is None else lanes_by_name.get(f["name"], [])
+        where = f"{det_path}: frame {f['name']}"
+        image = inside_root(images, f["name"], f"{where}: name")
+        size = read_image_size(image, where)
+        bf = BddFrame(f["name"], image, size, frame_tags(f), labels, lane)
+        groups[(bf.size, bf.tags["time_of_day"], bf.tags["weather"])].append(bf)
+    return groups
+
+
 def import_bdd100k(
     images: str | Path,
     det_labels: str | Path,
@@ -390,25 +349,7 @@ def import_bdd100k(
     if lane_labels is not None:
         lanes_by_name = {f["name"]: f.get("labels") or [] for f in load_frames(Path(lane_labels))}
     report = ImportReport(out)
-    groups: dict[tuple, list[BddFrame]] = defaultdict(list)
-    for f in tqdm(
-        sorted(det, key=lambda f: f["name"]),
-        desc="bdd100k images",
-        unit="img",
-        disable=not progress,
-    ):
-        labels = f.get("labels") or []
-        lane = labels if lanes_by_name is None else lanes_by_name.get(f["name"], [])
-        image = inside_root(images, f["name"], f"{det_path}: frame {f['name']}: name")
-        bf = BddFrame(
-            f["name"],
-            image,
-            read_image_size(image, f"{det_path}: frame {f['name']}"),
-            frame_tags(f),
-            labels,
-            lane,
-        )
-        groups[(bf.size, bf.tags["time_of_day"], bf.tags["weather"])].append(bf)
+    groups = _group_frames(det, lanes_by_name, images, det_path, progress)
     clips = []
     with staged_dataset_dir(out) as stage:  # out replaced only once everything is written
         for key in sorted(groups):

@@ -1,5 +1,5 @@
-"""TuSimple lane format: import into our dataset format, export from it, and the lane
-conversions that evaluation reuses for predictions.
+"""TuSimple lane format: import into our dataset format and export from it (the lane
+conversions both importers and evaluation share are perception.dataset.lane_rows).
 
 Published layout: a root with ``label_data_*.json`` and/or ``test_label.json``, each in JSON
 lines, one labelled frame a line::
@@ -44,6 +44,13 @@ from perception.dataset.convert import (
     select_clips,
     write_imported_clip,
 )
+from perception.dataset.lane_rows import (
+    MIN_LANE_POINTS,
+    NO_POINT,
+    assign_lane_slots,
+    lanes_to_tusimple_xs,
+    xs_to_points,
+)
 from perception.dataset.output import staged_dataset_dir
 from perception.dataset.schema import (
     ClipMeta,
@@ -58,74 +65,11 @@ from serving.contract import LANE_SLOTS
 from serving.files import atomic_write_text, loads_finite
 from serving.geometry import Calib
 
-if TYPE_CHECKING:  # tusimple_extras builds on the BDD100K importer, which builds on this
+if TYPE_CHECKING:  # the extras build on the BDD100K importer, a heavier import
     from perception.dataset.tusimple_extras import ImportExtras
 
-NO_POINT = -2
 FRAME_PERIOD_NS = 50_000_000  # TuSimple records at 20 fps
 TUSIMPLE_TAGS = {"time_of_day": "day", "weather": "clear", "road": "unknown", "traffic": "unknown"}
-MIN_LANE_POINTS = 2
-
-
-# ---------------------------------------------------------------- lane conversions
-
-
-def xs_to_points(xs: Sequence[float], h_samples: Sequence[int]) -> list[list[float]]:
-    """TuSimple xs (pixels per h_samples row, negative = no point) -> (u, v) pixel points
-    ordered bottom to top (v decreasing). h_samples must not repeat a row."""
-    pts = [[float(x), float(h)] for x, h in zip(xs, h_samples, strict=True) if x >= 0]
-    return sorted(pts, key=lambda p: -p[1])
-
-
-def lanes_to_tusimple_xs(
-    lanes: Sequence[Lane], min_points: int = MIN_LANE_POINTS
-) -> list[list[float]]:
-    """Our lanes -> TuSimple ``lanes`` lists (x pixels per h_samples row, -2 = no point), in
-    slot order ego_left, ego_right, outer_left, outer_right (unknown slots last), leaving out
-    lanes with fewer than ``min_points`` valid rows. Works for labels and predictions alike."""
-    order = {slot: i for i, slot in enumerate(LANE_SLOTS)}
-    kept = [lane for lane in lanes if sum(x >= 0 for x in lane.x_at_h) >= min_points]
-    kept.sort(key=lambda lane: order.get(lane.slot, len(order)))
-    return [[_tusimple_number(x) for x in lane.x_at_h] for lane in kept]
-
-
-def _tusimple_number(x: float) -> float:
-    """Whole pixel values as ints (as TuSimple writes them), others to 0.01 px; no point -> -2."""
-    if x < 0:
-        return NO_POINT
-    return int(x) if float(x).is_integer() else round(float(x), 2)
-
-
-def bottom_x(points: Sequence[Sequence[float]], v_ref: float) -> float:
-    """x (pixels) where the lane meets image row v_ref, continuing the straight line through
-    its two lowest points; a one-point lane keeps its x. Points are (u, v), bottom first.
-
-    Extrapolating to a common row rather than reading x at each lane's own lowest row keeps
-    the left-to-right order of lanes that start higher up (hidden by a car, or leaving the
-    image at its side) among lanes that reach the bottom."""
-    (u0, v0) = points[0][:2]
-    if len(points) < 2 or points[1][1] == v0:
-        return float(u0)
-    (u1, v1) = points[1][:2]
-    return float(u0 + (u1 - u0) * (v_ref - v0) / (v1 - v0))
-
-
-def assign_lane_slots(
-    lanes_points: Sequence[Sequence[Sequence[float]]], image_width: int, image_height: int
-) -> list[str | None]:
-    """Slots for unordered lanes, each given as (u, v) points bottom first: by the lane's x at
-    the bottom image row (``bottom_x``) relative to the image centre, the nearest lane on the
-    left is ego_left, the next outer_left, the nearest on the right ego_right, the next
-    outer_right. Lanes beyond those four get None (the caller drops and counts them)."""
-    centre, v_ref = image_width / 2.0, image_height - 1.0
-    xs = [bottom_x(pts, v_ref) for pts in lanes_points]
-    left = sorted((i for i, x in enumerate(xs) if x < centre), key=lambda i: -xs[i])
-    right = sorted((i for i, x in enumerate(xs) if x >= centre), key=lambda i: xs[i])
-    slots: list[str | None] = [None] * len(xs)
-    for side, names in ((left, ("ego_left", "outer_left")), (right, ("ego_right", "outer_right"))):
-        for i, name in zip(side, names, strict=False):
-            slots[i] = name
-    return slots
 
 
 # ---------------------------------------------------------------- import
@@ -250,7 +194,9 @@ def _import_clip(
         size = frame_size
         number = _frame_number(rec)
         t_ns = (number - 1 if number is not None and number >= 1 else index) * FRAME_PERIOD_NS
-        obstacles = [] if extras is None else extras.obstacles(rec, frame_size, report, next_id)
+        obstacles = (
+            [] if extras is None else extras.obstacles(rec.raw_file, frame_size, report, next_id)
+        )
         next_id += len(obstacles)  # track ids unique within the clip
         label = FrameLabel(
             index,

@@ -17,10 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from perception.dataset.bdd100k import labels_to_obstacles, load_frames
+from perception.dataset.bdd100k import labels_to_obstacles
 from perception.dataset.convert import ImportReport
+from perception.dataset.scalabel import load_frames
 from perception.dataset.schema import FormatError, Obstacle
-from perception.dataset.tusimple import TuSimpleRecord
 from serving.geometry import Calib
 from serving.io import load_calib
 from serving.source import SourceError
@@ -68,11 +68,11 @@ class ImportExtras:
         return name
 
     def obstacles(
-        self, rec: TuSimpleRecord, size: tuple[int, int], report: ImportReport, next_id: int
+        self, raw_file: str, size: tuple[int, int], report: ImportReport, next_id: int
     ) -> list[Obstacle]:
-        """The boxes of one labelled image (size: width, height pixels), track ids from
-        next_id on; none when the detection file does not name the image."""
-        name = self._frame_for(rec.raw_file)
+        """The boxes of one labelled image (its TuSimple raw_file; size: width, height
+        pixels), track ids from next_id on; none when the detection file does not name it."""
+        name = self._frame_for(raw_file)
         if name is None:
             return []
         where = f"{self.det_path}: frame {name}"

@@ -201,8 +201,17 @@ def run_validate(
     return res
 
 
+def default_report_dir(root: str | Path) -> Path:
+    """Where a report goes unless --report-dir says: beside the dataset, <root>-report (never
+    a pipeline output such as reports/data, which dvc.yaml passes explicitly)."""
+    root = Path(root).resolve()
+    return root.with_name(f"{root.name}-report")
+
+
 def _cmd(args: argparse.Namespace) -> int:
     params = section(load_params(args.params), ValidateParams)
+    if args.report_dir is None:
+        args.report_dir = default_report_dir(args.dir)
     res = run_validate(
         args.dir,
         args.report_dir,
@@ -224,7 +233,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__.splitlines()[0] if __doc__ else None,
     )
     p.add_argument("dir", help="dataset root (manifest.json, clips/)")
-    p.add_argument("--report-dir", default="reports/data", help="default: %(default)s")
+    p.add_argument("--report-dir", help="report folder (default: beside the dataset, <dir>-report)")
     p.add_argument(
         "--profile-out", default=None, help="data profile path (default: <report-dir>/profile.json)"
     )

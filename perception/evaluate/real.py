@@ -25,8 +25,6 @@ Each figure comes twice when the set's calibration has lens distortion: as the d
 
 from __future__ import annotations
 
-import argparse
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -35,19 +33,21 @@ import cv2
 import numpy as np
 
 from perception.dataset.schema import Dataset
-from perception.eval_report import score_runs
-from perception.evaluate import (
+from perception.evaluate.frames import (
     Frame,
     FrameResult,
-    UndistortingPredictor,
     coco_ground_truth,
     collect_frames,
     decoded,
+)
+from perception.evaluate.predictors import (
+    UndistortingPredictor,
     load_model_predictor,
     run_predictors,
 )
+from perception.evaluate.scoring import score_runs
 from perception.metrics import distance, tusimple
-from perception.params import EvaluateParams, load_params, section
+from perception.params import EvaluateParams
 from serving.contract import CLASS_NAMES
 from serving.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 
@@ -270,23 +270,3 @@ def summary_markdown(doc: dict[str, Any]) -> str:
             f"{s['false']['iou50']} | {s['persons']} |"
         )
     return "\n".join(out) + "\n"
-
-
-def _cmd(args: argparse.Namespace) -> int:
-    params = section(load_params(args.params), EvaluateParams)
-    t0 = time.perf_counter()
-    doc = evaluate_real(args.data, args.model, args.out, params)
-    print(summary_markdown(doc))
-    print(f"{args.out}: written in {time.perf_counter() - t0:.1f} s")
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "evaluate-real", help="score a model on the real-footage test set as the demo runs it"
-    )
-    p.add_argument("--data", required=True, help="imported real set, e.g. data/real/dataset")
-    p.add_argument("--model", required=True, help="model file (.onnx, or .pt)")
-    p.add_argument("--out", required=True, help="output folder, e.g. reports/eval-real")
-    p.add_argument("--params", default="params.yaml", help="default: %(default)s")
-    p.set_defaults(func=_cmd)

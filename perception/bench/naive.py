@@ -1,26 +1,36 @@
-"""The NAIVE loop `perception bench` compares the project's loop against: the same FP32 ONNX
-model run the way typical demo scripts do it.
+"""The NAIVE stages `perception bench` compares the project's loop against: the same FP32
+ONNX model run the way typical demo scripts do it.
 
 Preprocessing is cv2.resize + cv2.cvtColor + astype(float32) + numpy normalisation +
 transpose (five passes over memory); inference is a plain session.run (no IO binding: ORT
 allocates the outputs every frame); decoding is numpy: 3x3 max-pool peak finding with a
-threshold, a numpy greedy NMS per class and a numpy softmax over the lane cells. Tracking and
-drawing are the project's, so both loops do the same work and only these stages differ.
+threshold, a numpy greedy NMS per class and a numpy softmax over the lane cells. They plug
+into serving.runtime.Runtime, so tracking and warnings are the project's; the naive variant
+also draws and writes its video in its one thread, as a demo script does
+(perception.bench.variants), so both loops do the same work and only the way differs.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from serving.contract import OUTPUT_NAMES, ModelContract, ModelOutputs
+from serving.config import Settings
+from serving.contract import (
+    BOX_BOTTOM,
+    BOX_LEFT,
+    BOX_RIGHT,
+    BOX_TOP,
+    OUTPUT_NAMES,
+    ModelContract,
+    ModelOutputs,
+)
 from serving.engine import read_contract, resolve_providers
 from serving.geometry import Calib
 from serving.postprocess import NO_POINT, Detections, FramePrediction, Lanes
-from serving.tracking import Tracker, read_scene
+from serving.runtime import Runtime
 
 
 def naive_preprocess(frame: np.ndarray, c: ModelContract) -> np.ndarray:
@@ -86,10 +96,10 @@ def numpy_decode_boxes(
     sx, sy = width / c.input_width, height / c.input_height
     boxes = np.stack(
         [
-            np.maximum((cx - box[0, y, x]) * sx, 0.0),
-            np.maximum((cy - box[1, y, x]) * sy, 0.0),
-            np.minimum((cx + box[2, y, x]) * sx, width - 1.0),
-            np.minimum((cy + box[3, y, x]) * sy, height - 1.0),
+            np.maximum((cx - box[BOX_LEFT, y, x]) * sx, 0.0),
+            np.maximum((cy - box[BOX_TOP, y, x]) * sy, 0.0),
+            np.minimum((cx + box[BOX_RIGHT, y, x]) * sx, width - 1.0),
+            np.minimum((cy + box[BOX_BOTTOM, y, x]) * sy, height - 1.0),
         ],
         1,
     ).astype(np.float32)
@@ -111,38 +121,38 @@ def numpy_decode_lanes(
     return np.where(absent, NO_POINT, xs).astype(np.float32)
 
 
-class NaiveLoop:
-    """The demo-script loop on one FP32 ONNX model; __call__ fills stage_ns like Runtime."""
+class NaiveDecoder:
+    """The numpy decode of one image's outputs for a width x height source (the
+    serving.runtime MakeDecoder signature)."""
 
-    def __init__(self, model: str | Path, calib: Calib, device: str = "cpu", threads: int = 2):
-        import onnxruntime as ort
+    def __init__(self, contract: ModelContract, width: int, height: int):
+        self.c, self.width, self.height = contract, width, height
+        self.rows = (np.asarray(contract.row_anchors, np.float32) * height).astype(np.float32)
 
-        self.contract = c = read_contract(model)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        # spinning off so that its idle threads do not slow the variants measured after it
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(model), opts, providers=resolve_providers(device))
-        self.calib = calib
-        self.tracker = Tracker(calib)
-        self.rows = (np.asarray(c.row_anchors, np.float32) * calib.image_height).astype(np.float32)
-
-    def __call__(
-        self, image: np.ndarray, t_s: float, speed_mps: float | None, stage_ns: dict[str, int]
-    ) -> tuple[FramePrediction, object, object, object]:
-        """(pred, lane geometry, tracks, warnings); adds pre/infer/post/track ns to stage_ns."""
-        c, clock = self.contract, time.perf_counter_ns
-        h, w = image.shape[:2]
-        t0 = clock()
-        x = naive_preprocess(image, c)
-        t1 = clock()
-        out = ModelOutputs(*self.session.run(list(OUTPUT_NAMES), {c.input_name: x})).image(0)
-        t2 = clock()
+    def __call__(self, out: ModelOutputs[np.ndarray]) -> FramePrediction:
+        c, w, h = self.c, self.width, self.height
         dets = numpy_decode_boxes(out.heatmap, out.box, c, w, h)
         xs = numpy_decode_lanes(out.lane_logits, out.lane_exist, c, w)
-        pred = FramePrediction(Lanes(xs, self.rows, out.lane_exist.astype(np.float32)), dets)
-        t3 = clock()
-        lane, tracks, warn = read_scene(pred, self.calib, self.tracker, t_s, speed_mps)
-        t4 = clock()
-        stage_ns.update(pre=t1 - t0, infer=t2 - t1, post=t3 - t2, track=t4 - t3)
-        return pred, lane, tracks, warn
+        return FramePrediction(Lanes(xs, self.rows, out.lane_exist.astype(np.float32)), dets)
+
+
+def naive_runtime(model: Path, calib: Calib, settings: Settings, device: str, threads: int):
+    """serving.runtime.Runtime with the naive stages: cv2 + numpy preprocessing, a plain
+    session.run (ONNX Runtime allocates the outputs every frame), numpy decode. Tracking,
+    lane smoothing and warnings are the runtime's own."""
+    import onnxruntime as ort
+
+    c = read_contract(model)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    # spinning off so that its idle threads do not slow the variants measured after it
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(str(model), opts, providers=resolve_providers(device))
+
+    def infer(x: np.ndarray) -> ModelOutputs[np.ndarray]:
+        return ModelOutputs(*session.run(list(OUTPUT_NAMES), {c.input_name: x}))
+
+    def pre(frame: np.ndarray) -> np.ndarray:
+        return naive_preprocess(frame, c)
+
+    return Runtime(c, calib, infer, settings, pre=pre, make_decoder=NaiveDecoder)

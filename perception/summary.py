@@ -1,0 +1,128 @@
+"""`perception summary`: what a person reads at the end of `make run`, in at most 25 lines.
+
+The headline figures of each evaluation (the simulated test split, the real footage), the
+bench's end-to-end latency and throughput with its bars, and where the pictures are. Every
+input is named on the command line (the Makefile passes the pipeline's paths); a file that
+is missing or unreadable is said to be so in its line, never an error: the summary is read
+after a run that may have stopped half way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+MAX_LINES = 25
+
+
+def _load(path: str | None) -> tuple[dict[str, Any] | None, str]:
+    """(the JSON object, '') or (None, why not)."""
+    if not path:
+        return None, "not given"
+    try:
+        d = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return None, f"{path}: missing (stage not run?)"
+    except (OSError, ValueError) as e:
+        return None, f"{path}: unreadable ({type(e).__name__})"
+    return (d, "") if isinstance(d, dict) else (None, f"{path}: not a JSON object")
+
+
+def _pct(v: Any) -> str:
+    return f"{100 * v:.1f} %" if isinstance(v, int | float) else "n/a"
+
+
+def _sim(path: str | None) -> list[str]:
+    d, why = _load(path)
+    if d is None:
+        return [f"Simulated test split: {why}"]
+    out = [f"Simulated test split ({path}):"]
+    for name, m in d.items():
+        if not isinstance(m, dict) or "lanes" not in m:
+            continue
+        la, det = m["lanes"], m.get("detection") or {}
+        ap = (det.get("ap50") or {}).get("mean")
+        dist = (m.get("distance") or {}).get("median_rel_error")
+        out.append(
+            f"  {name:<16} lanes acc {_pct(la.get('accuracy'))}, FP {_pct(la.get('fp'))}, "
+            f"FN {_pct(la.get('fn'))} | AP50 {_pct(ap)} | distance error {_pct(dist)} "
+            f"({m.get('frames', '?')} frames)"
+        )
+    return out
+
+
+def _real(path: str | None) -> list[str]:
+    d, why = _load(path)
+    if d is None:
+        return [f"Real footage: {why}"]
+    out = [f"Real footage ({path}, {d.get('frames', '?')} frames):"]
+    for key in ("demo", "undistorted"):
+        m = d.get(key)
+        if not isinstance(m, dict):
+            continue
+        la, rec = m.get("lanes") or {}, m.get("vehicle_recall") or {}
+        false = (m.get("false_vehicle_boxes_per_frame") or {}).get("iou50")
+        out.append(
+            f"  {key:<16} lanes acc {_pct(la.get('accuracy'))}, FP {_pct(la.get('fp'))}, "
+            f"FN {_pct(la.get('fn'))} | vehicle recall@0.5 {_pct(rec.get('iou50'))} | "
+            f"false boxes/frame {false if false is None else round(false, 2)}"
+        )
+    return out
+
+
+def _bench(path: str | None) -> list[str]:
+    d, why = _load(path)
+    if d is None:
+        return [f"Bench: {why}"]
+    try:
+        e, t = d["e2e"], d["target"]
+        by = {v["name"]: v for v in d["variants"]}
+        main = d["main_variant"]
+        lines = [
+            f"Bench ({path}, {t['name']}, {main}): e2e p50 {e['p50_ms']:.2f} ms, p99 "
+            f"{e['p99_ms']:.2f} ms, {d['fps']:.1f} FPS; model only {d['model']['p50_ms']:.2f} ms"
+        ]
+        ov = by.get(f"{main}+overlay", {})
+        if ov.get("status") == "ok":
+            lines.append(f"  with overlay and video: e2e p50 {ov['e2e']['p50_ms']:.2f} ms, "
+                         f"{ov['fps']:.1f} FPS")  # fmt: skip
+        fails = [v["check"] for v in d["verdicts"] if v["status"] == "FAIL"]
+        passed = sum(v["status"] == "PASS" for v in d["verdicts"])
+        lines.append(f"  bars: {passed} pass, {len(fails)} fail" + (": " if fails else ""))
+        lines += [f"    FAIL {c}" for c in fails[:4]]
+        return lines
+    except (KeyError, TypeError, ZeroDivisionError):
+        return [f"Bench: {path}: not a bench.json of this version"]
+
+
+def _pictures(paths: list[str]) -> list[str]:
+    have = [p for p in paths if Path(p).exists()]
+    missing = [p for p in paths if not Path(p).exists()]
+    out = ["Pictures: " + (", ".join(have) if have else "none yet")]
+    if missing:
+        out.append("  missing: " + ", ".join(missing))
+    return out
+
+
+def summary(args: argparse.Namespace) -> list[str]:
+    """The summary's lines (at most MAX_LINES)."""
+    lines = [*_sim(args.sim), *_real(args.real), *_bench(args.bench), *_pictures(args.pictures)]
+    if len(lines) > MAX_LINES:
+        lines = [*lines[: MAX_LINES - 1], f"... ({len(lines) - MAX_LINES + 1} more lines)"]
+    return lines
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    print("\n".join(summary(args)))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("summary", help="the pipeline's headline results in a few lines")
+    p.add_argument("--sim", help="metrics.json of `perception evaluate` on the test split")
+    p.add_argument("--real", help="metrics.json of `perception evaluate-real`")
+    p.add_argument("--bench", help="bench.json of `perception bench`")
+    p.add_argument("--pictures", nargs="*", default=[], help="files and folders to point to")
+    p.set_defaults(func=_cmd)

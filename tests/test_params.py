@@ -1,0 +1,31 @@
+"""params.yaml and the dataclasses that read it (perception.params) say the same thing."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from perception.errors import UserError
+from perception.params import SECTIONS, load_params, loop_settings, section
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("cls", SECTIONS, ids=lambda c: c.SECTION)
+def test_defaults_are_the_values_of_params_yaml(cls: type) -> None:
+    params = load_params(ROOT / "params.yaml")
+    name = cls.SECTION  # type: ignore[attr-defined]
+    assert name in params, f"params.yaml has no section {name!r}"
+    assert set(params[name]) == {f.name for f in dataclasses.fields(cls)}, name
+    assert section(params, cls) == cls(), f"{name}: a default differs from params.yaml"
+
+
+def test_loop_settings_from_a_file_or_the_defaults(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no params.yaml here: the defaults
+    assert loop_settings(None) == loop_settings(ROOT / "params.yaml")
+    (tmp_path / "p.yaml").write_text("warnings:\n  fcw_ttc_s: 1.5\n")
+    assert loop_settings(tmp_path / "p.yaml").warnings.fcw_ttc_s == 1.5
+    with pytest.raises(UserError, match="missing"):
+        loop_settings(tmp_path / "none.yaml")
