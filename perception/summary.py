@@ -34,6 +34,13 @@ def _pct(v: Any) -> str:
     return f"{100 * v:.1f} %" if isinstance(v, int | float) else "n/a"
 
 
+def _lanes(name: str, m: dict[str, Any]) -> str:
+    """A result line's start: its name and the TuSimple lane figures."""
+    la = m.get("lanes") or {}
+    acc, fp, fn = (_pct(la.get(k)) for k in ("accuracy", "fp", "fn"))
+    return f"  {name:<16} lanes acc {acc}, FP {fp}, FN {fn}"
+
+
 def _sim(path: str | None) -> list[str]:
     d, why = _load(path)
     if d is None:
@@ -42,12 +49,10 @@ def _sim(path: str | None) -> list[str]:
     for name, m in d.items():
         if not isinstance(m, dict) or "lanes" not in m:
             continue
-        la, det = m["lanes"], m.get("detection") or {}
-        ap = (det.get("ap50") or {}).get("mean")
+        ap = ((m.get("detection") or {}).get("ap50") or {}).get("mean")
         dist = (m.get("distance") or {}).get("median_rel_error")
         out.append(
-            f"  {name:<16} lanes acc {_pct(la.get('accuracy'))}, FP {_pct(la.get('fp'))}, "
-            f"FN {_pct(la.get('fn'))} | AP50 {_pct(ap)} | distance error {_pct(dist)} "
+            f"{_lanes(name, m)} | AP50 {_pct(ap)} | distance error {_pct(dist)} "
             f"({m.get('frames', '?')} frames)"
         )
     return out
@@ -62,11 +67,10 @@ def _real(path: str | None) -> list[str]:
         m = d.get(key)
         if not isinstance(m, dict):
             continue
-        la, rec = m.get("lanes") or {}, m.get("vehicle_recall") or {}
+        recall = (m.get("vehicle_recall") or {}).get("iou50")
         false = (m.get("false_vehicle_boxes_per_frame") or {}).get("iou50")
         out.append(
-            f"  {key:<16} lanes acc {_pct(la.get('accuracy'))}, FP {_pct(la.get('fp'))}, "
-            f"FN {_pct(la.get('fn'))} | vehicle recall@0.5 {_pct(rec.get('iou50'))} | "
+            f"{_lanes(key, m)} | vehicle recall@0.5 {_pct(recall)} | "
             f"false boxes/frame {false if false is None else round(false, 2)}"
         )
     return out
