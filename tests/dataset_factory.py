@@ -116,3 +116,108 @@ def edit_json(path: Path, fn: Callable[[dict], None]) -> None:
     d = json.loads(path.read_text())
     fn(d)
     path.write_text(json.dumps(d))
+
+
+def write_image(path: Path, width: int = 1280, height: int = 720) -> Path:
+    """A plain grey BGR image file (its folders made), for importer fixtures."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = np.full((height, width, 3), 90, dtype=np.uint8)
+    assert cv2.imwrite(str(path), img)
+    return path
+
+
+# ---------------------------------------------------------------- BDD100K files
+
+
+def box(x1: float, y1: float, x2: float, y2: float) -> dict:
+    return {"x1": x1, "y1": y1, "x2": x2, "y2": y2}
+
+
+def det_label(category: str, b: dict, occluded: bool = False, truncated: bool = False) -> dict:
+    return {
+        "id": "7",
+        "category": category,
+        "box2d": b,
+        "attributes": {"occluded": occluded, "truncated": truncated},
+    }
+
+
+def lane_label(category: str, vertices: list, types: str = "", **attrs: str) -> dict:
+    return {
+        "category": category,
+        "attributes": attrs,
+        "poly2d": [{"vertices": vertices, "types": types or "L" * len(vertices), "closed": False}],
+    }
+
+
+BDD_DET = [
+    {
+        "name": "b.jpg",
+        "attributes": {"weather": "clear", "timeofday": "daytime"},
+        "labels": [
+            det_label("truck", box(10, 10, 50, 50)),
+            det_label("motor", box(1, 2, 3, 4)),
+            det_label("pedestrian", box(5, 5, 9, 20)),
+            det_label("bicycle", box(5, 5, 9, 20)),
+        ],
+    },
+    {
+        "name": "a.jpg",
+        "attributes": {"weather": "partly cloudy", "timeofday": "daytime"},
+        "labels": [
+            det_label("car", box(100.5, 200, 300, 400), occluded=True),
+            det_label("bus", box(400, 300, 500, 450)),
+            det_label("person", box(600, 300, 620, 380)),
+            det_label("rider", box(700, 300, 720, 380), truncated=True),
+            det_label("bike", box(700, 340, 725, 390)),
+            det_label("traffic light", box(10, 10, 20, 30)),
+            det_label("car", box(1200, -10, 1350, 100)),
+            det_label("car", box(1300, 10, 1400, 100)),
+            {"category": "drivable area", "poly2d": [{"vertices": [[0, 0], [1, 1]]}]},
+        ],
+    },
+    {"name": "c.jpg", "attributes": {"weather": "rainy", "timeofday": "night"}, "labels": []},
+    {"name": "d.jpg", "attributes": {"weather": "foggy", "timeofday": "dawn/dusk"}},
+]
+BDD_LANES = [
+    {
+        "name": "a.jpg",
+        "labels": [
+            lane_label(
+                "single white",
+                [[400, 720], [600, 400]],
+                laneDirection="parallel",
+                laneStyle="solid",
+            ),
+            lane_label("single white", [[900, 720], [700, 400]], laneStyle="dashed"),
+            lane_label(
+                "single white",
+                [[100, 700], [150, 600], [200, 500], [250, 400]],
+                "LCCL",
+                laneDirection="parallel",
+                laneStyle="dashed",
+            ),
+            lane_label(
+                "double yellow",
+                [[1200, 720], [800, 400]],
+                laneDirection="parallel",
+                laneStyle="solid",
+            ),
+            lane_label("crosswalk", [[300, 600], [900, 600]], laneDirection="vertical"),
+        ],
+    },
+    {"name": "only-in-lanes.jpg", "labels": []},
+]
+
+
+def write_bdd(tmp_path: Path) -> dict[str, Path]:
+    """Four BDD100K images, a detection file and a lane file (Scalabel JSON) under
+    tmp_path/bdd; "out" is where an import should go."""
+    images = tmp_path / "bdd" / "images"
+    for name in ("a.jpg", "b.jpg", "c.jpg", "d.jpg"):
+        write_image(images / name)
+    det = tmp_path / "bdd" / "det.json"
+    det.write_text(json.dumps(BDD_DET))
+    lanes = tmp_path / "bdd" / "lane.json"
+    lanes.write_text(json.dumps({"frames": BDD_LANES}))
+    return {"images": images, "det": det, "lanes": lanes, "out": tmp_path / "ds"}

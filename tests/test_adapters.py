@@ -1,4 +1,5 @@
-"""Importers (TuSimple, BDD100K) and exporters (TuSimple, COCO) on tiny synthetic fixtures."""
+"""The TuSimple importer and exporter on tiny synthetic fixtures, and the import /
+export-labels commands (BDD100K: tests/test_bdd100k.py; COCO: tests/test_coco.py)."""
 
 from __future__ import annotations
 
@@ -10,35 +11,22 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
+from dataset_factory import write_bdd, write_image
 
 from perception.dataset import adapters
-from perception.dataset.bdd100k import clip_box, import_bdd100k, poly2d_to_polyline
-from perception.dataset.coco import coco_bbox_to_box, obstacle_to_coco_bbox, to_coco
+from perception.dataset.bdd100k import poly2d_to_polyline
 from perception.dataset.lane_rows import assign_lane_slots, lanes_to_tusimple_xs
 from perception.dataset.schema import (
-    ClipMeta,
-    ClipWriter,
     Dataset,
     FormatError,
     FrameLabel,
     Lane,
-    Obstacle,
-    write_manifest,
 )
 from perception.dataset.tusimple import import_tusimple, to_tusimple
 from serving.geometry import Calib
 
 H_SAMPLES = list(range(160, 720, 10))
-
-
-def write_image(path: Path, width: int = 1280, height: int = 720) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img = np.full((height, width, 3), 90, dtype=np.uint8)
-    assert cv2.imwrite(str(path), img)
-    return path
 
 
 def line_xs(x_bottom: float, slope: float, top: int) -> list[float]:
@@ -244,307 +232,6 @@ def test_poly2d_bezier_is_sampled_on_the_curve() -> None:
     assert pts[5].tolist() == pytest.approx([5.0, 7.5])  # cubic Bezier at t = 0.5
 
 
-# ---------------------------------------------------------------- BDD100K
-
-
-def box(x1: float, y1: float, x2: float, y2: float) -> dict:
-    return {"x1": x1, "y1": y1, "x2": x2, "y2": y2}
-
-
-def det_label(category: str, b: dict, occluded: bool = False, truncated: bool = False) -> dict:
-    return {
-        "id": "7",
-        "category": category,
-        "box2d": b,
-        "attributes": {"occluded": occluded, "truncated": truncated},
-    }
-
-
-def lane_label(category: str, vertices: list, types: str = "", **attrs: str) -> dict:
-    return {
-        "category": category,
-        "attributes": attrs,
-        "poly2d": [{"vertices": vertices, "types": types or "L" * len(vertices), "closed": False}],
-    }
-
-
-BDD_DET = [
-    {
-        "name": "b.jpg",
-        "attributes": {"weather": "clear", "timeofday": "daytime"},
-        "labels": [
-            det_label("truck", box(10, 10, 50, 50)),
-            det_label("motor", box(1, 2, 3, 4)),
-            det_label("pedestrian", box(5, 5, 9, 20)),
-            det_label("bicycle", box(5, 5, 9, 20)),
-        ],
-    },
-    {
-        "name": "a.jpg",
-        "attributes": {"weather": "partly cloudy", "timeofday": "daytime"},
-        "labels": [
-            det_label("car", box(100.5, 200, 300, 400), occluded=True),
-            det_label("bus", box(400, 300, 500, 450)),
-            det_label("person", box(600, 300, 620, 380)),
-            det_label("rider", box(700, 300, 720, 380), truncated=True),
-            det_label("bike", box(700, 340, 725, 390)),
-            det_label("traffic light", box(10, 10, 20, 30)),
-            det_label("car", box(1200, -10, 1350, 100)),
-            det_label("car", box(1300, 10, 1400, 100)),
-            {"category": "drivable area", "poly2d": [{"vertices": [[0, 0], [1, 1]]}]},
-        ],
-    },
-    {"name": "c.jpg", "attributes": {"weather": "rainy", "timeofday": "night"}, "labels": []},
-    {"name": "d.jpg", "attributes": {"weather": "foggy", "timeofday": "dawn/dusk"}},
-]
-BDD_LANES = [
-    {
-        "name": "a.jpg",
-        "labels": [
-            lane_label(
-                "single white",
-                [[400, 720], [600, 400]],
-                laneDirection="parallel",
-                laneStyle="solid",
-            ),
-            lane_label("single white", [[900, 720], [700, 400]], laneStyle="dashed"),
-            lane_label(
-                "single white",
-                [[100, 700], [150, 600], [200, 500], [250, 400]],
-                "LCCL",
-                laneDirection="parallel",
-                laneStyle="dashed",
-            ),
-            lane_label(
-                "double yellow",
-                [[1200, 720], [800, 400]],
-                laneDirection="parallel",
-                laneStyle="solid",
-            ),
-            lane_label("crosswalk", [[300, 600], [900, 600]], laneDirection="vertical"),
-        ],
-    },
-    {"name": "only-in-lanes.jpg", "labels": []},
-]
-
-
-@pytest.fixture
-def bdd(tmp_path: Path) -> dict[str, Path]:
-    images = tmp_path / "bdd" / "images"
-    for name in ("a.jpg", "b.jpg", "c.jpg", "d.jpg"):
-        write_image(images / name)
-    det = tmp_path / "bdd" / "det.json"
-    det.write_text(json.dumps(BDD_DET))
-    lanes = tmp_path / "bdd" / "lane.json"
-    lanes.write_text(json.dumps({"frames": BDD_LANES}))
-    return {"images": images, "det": det, "lanes": lanes, "out": tmp_path / "ds"}
-
-
-def test_bdd_import_groups_tags_and_boxes(bdd: dict[str, Path]) -> None:
-    report = import_bdd100k(bdd["images"], bdd["det"], bdd["out"], lane_labels=bdd["lanes"])
-    ds = Dataset(bdd["out"])
-    assert ds.clip_ids() == ["bdd100k-a", "bdd100k-c", "bdd100k-d"]
-    assert (report.clips, report.frames) == (3, 4)
-    assert report.dropped["boxes of category 'traffic light'"] == 1
-    assert report.dropped["boxes empty after clipping to the image"] == 1
-    tags = {c.clip_id: c.meta.tags for c in ds.clips()}
-    assert tags["bdd100k-a"] == {
-        "time_of_day": "day",
-        "weather": "clear",
-        "road": "unknown",
-        "traffic": "unknown",
-    }
-    assert (tags["bdd100k-c"]["time_of_day"], tags["bdd100k-c"]["weather"]) == ("night", "rain")
-    assert (tags["bdd100k-d"]["time_of_day"], tags["bdd100k-d"]["weather"]) == ("dusk", "fog")
-    assert [m["tags"] for m in ds.manifest["clips"]] == list(tags.values())
-
-    clip = ds.clip("bdd100k-a")
-    a, b = clip.labels
-    assert (a.frame, a.timestamp_ns, b.frame, b.timestamp_ns) == (0, 0, 1, 50_000_000)
-    assert clip.frame_path(b).read_bytes() == (bdd["images"] / "b.jpg").read_bytes()
-    assert [o.cls for o in a.obstacles] == [
-        "car",
-        "truck",
-        "pedestrian",
-        "cyclist",
-        "cyclist",
-        "car",
-    ]
-    assert [o.cls for o in b.obstacles] == ["truck", "cyclist", "pedestrian", "cyclist"]
-    ids = [o.track_id for o in a.obstacles + b.obstacles]
-    assert len(set(ids)) == len(ids) == 10
-    car, clipped = a.obstacles[0], a.obstacles[5]
-    assert car.box == [100.5, 200.0, 300.0, 400.0]
-    assert (car.occlusion, car.truncation) == (0.5, 0.0)
-    assert clipped.box == [1200.0, 0.0, 1279.0, 100.0]
-    assert clipped.occlusion == 0.0
-    assert clipped.truncation == pytest.approx(1 - (79 * 100) / (150 * 110), abs=1e-4)
-    assert a.obstacles[3].truncation == 0.5
-    assert clip.meta.h_samples == H_SAMPLES and clip.calib == Calib.default(1280, 720)
-    assert ds.manifest["importer"]["frames_are_independent"] is True
-
-
-def test_bdd_lanes_resampled_and_slotted(bdd: dict[str, Path]) -> None:
-    report = import_bdd100k(bdd["images"], bdd["det"], bdd["out"], lane_labels=bdd["lanes"])
-    a = Dataset(bdd["out"]).clip("bdd100k-a").labels[0]
-    lanes = lanes_by_slot(a)
-    assert sorted(lanes) == ["ego_left", "ego_right", "outer_left", "outer_right"]
-    row = H_SAMPLES.index
-    left, right = lanes["ego_left"], lanes["ego_right"]
-    assert left.x_at_h[row(710)] == pytest.approx(400 + 200 * 10 / 320)
-    assert left.x_at_h[row(400)] == pytest.approx(600.0)
-    assert left.x_at_h[row(390)] == -2 and left.points[0] == [406.25, 710.0]
-    assert right.x_at_h[row(710)] == pytest.approx(900 - 200 * 10 / 320)
-    assert (left.style, right.style) == ("solid", "dashed")
-    outer = lanes["outer_left"]
-    assert outer.x_at_h[row(600)] == pytest.approx(150.0, abs=0.01)
-    assert outer.x_at_h[row(710)] == -2 and outer.x_at_h[row(700)] == pytest.approx(100.0)
-    assert (lanes["outer_right"].style, lanes["outer_right"].color) == ("double", "yellow")
-    assert report.dropped["lane markings across the road"] == 1
-    b = Dataset(bdd["out"]).clip("bdd100k-a").labels[1]
-    assert b.lanes == []
-
-
-def test_bdd_lanes_from_det_file_and_frames_per_clip(bdd: dict[str, Path]) -> None:
-    frames = json.loads(bdd["det"].read_text())
-    frames[0]["labels"].append(
-        lane_label("lane/single yellow", [[300, 720], [600, 400]], laneStyle="solid")
-    )
-    bdd["det"].write_text(json.dumps(frames))
-    import_bdd100k(bdd["images"], bdd["det"], bdd["out"], frames_per_clip=1)
-    ds = Dataset(bdd["out"])
-    assert ds.clip_ids() == ["bdd100k-a", "bdd100k-b", "bdd100k-c", "bdd100k-d"]
-    (b,) = ds.clip("bdd100k-b").labels
-    assert [(lane.slot, lane.color) for lane in b.lanes] == [("ego_left", "yellow")]
-    assert ds.clip("bdd100k-a").labels[0].lanes == []
-
-
-def test_bdd_imported_dataset_passes_validation(bdd: dict[str, Path]) -> None:
-    validate = pytest.importorskip("perception.dataset.validate")
-    import_bdd100k(bdd["images"], bdd["det"], bdd["out"], lane_labels=bdd["lanes"])
-    assert validate.validate_dataset(bdd["out"], workers=1).errors == []
-
-
-def test_bdd_bad_inputs_name_the_file(bdd: dict[str, Path]) -> None:
-    (bdd["images"] / "c.jpg").unlink()
-    with pytest.raises(FormatError, match=r"det\.json: frame c\.jpg: image .*c\.jpg not found"):
-        import_bdd100k(bdd["images"], bdd["det"], bdd["out"])
-    bdd["det"].write_text("[{")
-    with pytest.raises(FormatError, match=r"det\.json: not valid JSON"):
-        import_bdd100k(bdd["images"], bdd["det"], bdd["out"])
-    bdd["det"].write_text(
-        json.dumps([{"name": "a.jpg", "labels": [{"category": "car", "box2d": {"x1": 1}}]}])
-    )
-    with pytest.raises(FormatError, match=r"det\.json: frame a\.jpg: malformed box2d"):
-        import_bdd100k(bdd["images"], bdd["det"], bdd["out"])
-    with pytest.raises(FormatError, match=r"nope\.json: missing file"):
-        import_bdd100k(bdd["images"], bdd["det"].with_name("nope.json"), bdd["out"])
-
-
-def test_clip_box() -> None:
-    assert clip_box([-5, 700, 1300, 730], 1280, 720) == [0.0, 700.0, 1279.0, 719.0]
-
-
-# ---------------------------------------------------------------- COCO export
-
-
-def write_boxes_dataset(root: Path) -> Dataset:
-    w = ClipWriter(root / "clips", "c0")
-    obstacles = [
-        Obstacle(3, "car", [10.0, 20.0, 110.0, 70.0]),
-        Obstacle(4, "cyclist", [0.5, 1.5, 3.0, 9.5], distance_m=12.5),
-    ]
-    w.write_frame(
-        FrameLabel(0, "frames/000000.jpg", 0, obstacles=obstacles),
-        cv2.imencode(".jpg", np.zeros((360, 640, 3), np.uint8))[1].tobytes(),
-    )
-    w.write_frame(
-        FrameLabel(
-            1,
-            "frames/000001.jpg",
-            50_000_000,
-            obstacles=[Obstacle(3, "truck", [100, 100, 200, 300])],
-        )
-    )
-    meta = ClipMeta("c0", "sim", 20.0, 2, H_SAMPLES)
-    w.close(Calib.default(640, 360), meta, np.array([[0, 0, 0, 0, 0], [5e7, 0, 0, 0, 0]]))
-    write_manifest(root, "sim", clips=[{"clip_id": "c0", "num_frames": 2}])
-    return Dataset(root)
-
-
-def test_coco_export_boxes(tmp_path: Path) -> None:
-    ds = write_boxes_dataset(tmp_path / "ds")
-    out = tmp_path / "coco.json"
-    to_coco(ds, out)
-    coco = json.loads(out.read_text())
-    assert [c["name"] for c in coco["categories"]] == ["car", "truck", "pedestrian", "cyclist"]
-    assert [c["id"] for c in coco["categories"]] == [1, 2, 3, 4]
-    img0, img1 = coco["images"]
-    assert img0 == {
-        "id": 1,
-        "file_name": "clips/c0/frames/000000.jpg",
-        "width": 640,
-        "height": 360,
-        "clip_id": "c0",
-        "frame": 0,
-    }
-    assert img1["id"] == 2 and img1["file_name"] == "clips/c0/frames/000001.jpg"
-    car, cyc, truck = coco["annotations"]
-    assert car == {
-        "id": 1,
-        "image_id": 1,
-        "category_id": 1,
-        "bbox": [10.0, 20.0, 100.0, 50.0],
-        "area": 5000.0,
-        "iscrowd": 0,
-        "track_id": 3,
-    }
-    assert cyc["bbox"] == [0.5, 1.5, 2.5, 8.0] and cyc["area"] == 20.0
-    assert (cyc["category_id"], cyc["distance_m"], cyc["track_id"]) == (4, 12.5, 4)
-    assert (truck["image_id"], truck["category_id"], truck["bbox"]) == (2, 2, [100, 100, 100, 200])
-
-
-def test_coco_loads_and_evaluates_with_pycocotools(tmp_path: Path) -> None:
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    ds = write_boxes_dataset(tmp_path / "ds")
-    out = tmp_path / "coco.json"
-    to_coco(ds, out)
-    gt = COCO(str(out))
-    assert sorted(gt.getImgIds()) == [1, 2] and len(gt.getAnnIds(imgIds=[1])) == 2
-    dets = [
-        {
-            "image_id": a["image_id"],
-            "category_id": a["category_id"],
-            "bbox": a["bbox"],
-            "score": 1.0,
-        }
-        for a in gt.dataset["annotations"]
-    ]
-    ev = COCOeval(gt, gt.loadRes(dets), "bbox")
-    ev.evaluate()
-    ev.accumulate()
-    ev.summarize()
-    assert ev.stats[0] == pytest.approx(1.0)
-
-
-def test_coco_unknown_class_names_labels_file(tmp_path: Path) -> None:
-    ds = write_boxes_dataset(tmp_path / "ds")
-    p = ds.root / "clips/c0/labels.jsonl"
-    p.write_text(p.read_text().replace('"truck"', '"tram"'))
-    with pytest.raises(FormatError, match=r"labels\.jsonl: frame 1: unknown class 'tram'"):
-        to_coco(ds, tmp_path / "coco.json")
-    assert not (tmp_path / "coco.json").exists()
-
-
-def test_bbox_helpers_round_trip() -> None:
-    obs = Obstacle(0, "car", [1.0, 2.0, 4.0, 8.0])
-    assert obstacle_to_coco_bbox(obs) == [1.0, 2.0, 3.0, 6.0]
-    assert obstacle_to_coco_bbox([1, 2, 4, 8]) == [1.0, 2.0, 3.0, 6.0]
-    assert coco_bbox_to_box(obstacle_to_coco_bbox(obs)) == obs.box
-
-
 # ---------------------------------------------------------------- CLI
 
 
@@ -588,6 +275,11 @@ def test_register_builds_working_commands(tusimple_root: Path, tmp_path: Path) -
 
 
 CliMain = Callable[[list[str]], int]
+
+
+@pytest.fixture
+def bdd(tmp_path: Path) -> dict[str, Path]:
+    return write_bdd(tmp_path)
 
 
 @pytest.fixture
