@@ -3,7 +3,8 @@
 `lane_geometry` back-projects the ego_left and ego_right points to the flat road and fits
 each side with y = c0 + c1 x + c2 x^2 (ego frame: x forward, y left, metres); one Numba
 kernel does the back-projection, the masked least squares and the 3 x 3 solves (~10 us).
-`LaneSmoother` blends each slot's points with the previous frames' (pixels)."""
+`LaneSmoother` blends each slot's points with the previous frames' (pixels), one Numba
+kernel too."""
 
 from __future__ import annotations
 
@@ -179,6 +180,49 @@ def lane_geometry(
     )
 
 
+@njit(cache=True, nogil=True)
+def _smooth(
+    new: np.ndarray,
+    exist: np.ndarray,
+    xs: np.ndarray,
+    kept: np.ndarray,
+    absent: np.ndarray,
+    alpha: float,
+    hold: int,
+    jump_px: float,
+    out: np.ndarray,
+) -> None:
+    """One frame of LaneSmoother (see there) on its state: xs float64[L, R] (updated),
+    kept float32[L] existence (updated), absent int64[L] (updated); new float[L, R] and
+    exist float[L] this frame's; out float32[L, R] gets the smoothed lanes."""
+    n_lanes, n_rows = xs.shape
+    for k in range(n_lanes):
+        n_both, moved, present = 0, 0.0, False
+        for r in range(n_rows):
+            if new[k, r] != NO_POINT:
+                present = True
+                if xs[k, r] != NO_POINT:
+                    n_both += 1
+                    moved += abs(new[k, r] - xs[k, r])
+        jump = moved > jump_px * n_both
+        absent[k] = 0 if present else absent[k] + 1
+        gone = not present and absent[k] > hold
+        for r in range(n_rows):
+            if present:  # this frame's rows: blended where seen before, else taken as they are
+                seen_before = new[k, r] != NO_POINT and xs[k, r] != NO_POINT
+                v = (
+                    xs[k, r] + alpha * (new[k, r] - xs[k, r])
+                    if seen_before and not jump
+                    else new[k, r]
+                )
+                xs[k, r] = v
+            elif gone:
+                xs[k, r] = NO_POINT
+            out[k, r] = xs[k, r]
+        if present or gone:
+            kept[k] = exist[k]
+
+
 class LaneSmoother:
     """Exponential smoothing of Lanes.xs over frames, per slot and row (source pixels).
 
@@ -206,16 +250,7 @@ class LaneSmoother:
         if self.xs is None or self.xs.shape != new.shape:
             self.xs = np.full(new.shape, NO_POINT)
             self.exist, self.absent = exist.copy(), np.zeros(len(new), np.int64)
-        old = self.xs
-        seen, had = new != NO_POINT, old != NO_POINT
-        both = seen & had
-        n_both = both.sum(axis=1)
-        jump = np.where(both, np.abs(new - old), 0.0).sum(axis=1) > self.jump_px * n_both
-        blend = both & ~jump[:, None]
-        present = seen.any(axis=1)
-        smoothed = np.where(blend, old + self.alpha * (new - old), new)
-        self.absent = np.where(present, 0, self.absent + 1)
-        gone = ~present & (self.absent > self.hold_frames)
-        self.xs = np.where(present[:, None], smoothed, np.where(gone[:, None], NO_POINT, old))
-        self.exist = np.where(present | gone, exist, self.exist)
-        return Lanes(self.xs.astype(np.float32), np.asarray(lanes.rows), self.exist.copy())
+        out = np.empty(new.shape, np.float32)
+        _smooth(new, exist, self.xs, self.exist, self.absent, self.alpha, self.hold_frames,
+                self.jump_px, out)  # fmt: skip
+        return Lanes(out, np.asarray(lanes.rows), self.exist.copy())
