@@ -16,7 +16,7 @@ import numpy as np
 
 from perception.sim.road import Pose, Road
 from perception.sim.scenario import Scenario
-from perception.sim.scenery import Sprite, blit, bush, delineator, sign, tree
+from perception.sim.scenery import Sprite, blit, bush, delineator, distractor, sign, tree
 
 Project = Callable[[Pose, np.ndarray], tuple[np.ndarray, np.ndarray]]
 BARRIER_H = 0.82  # a Jersey barrier, metres
@@ -52,6 +52,7 @@ class Roadside:
         self.sprites += [bush(rng) for _ in range(3)]
         self.sprites += [sign(rng) for _ in range(4)]
         self.sprites.append(delineator(rng))  # index 12
+        self.sprites += [distractor(rng) for _ in range(4)]  # 13..16
         if night:  # unlit foliage and signs are dim; headlights do the rest
             for sp in self.sprites:
                 sp.bgr = (sp.bgr * 0.35).astype(np.uint8)
@@ -72,6 +73,11 @@ class Roadside:
             for s in _spaced(rng, road.length, 2.5):
                 lat = edge + side * (spec.shoulder_m + rng.uniform(0.8, 4.0))
                 self.items.append(Item(-1, s, lat, rng.uniform(0.7, 1.4)))
+        for s in _spaced(rng, road.length, sn.distractors_per_100m):
+            side = 1 if rng.random() < 0.5 else -1
+            edge = off[0] if side > 0 else off[-1]
+            lat = edge + side * (spec.shoulder_m + rng.uniform(0.5, 8.0))
+            self.items.append(Item(int(rng.integers(13, 17)), s, lat, rng.uniform(0.6, 1.5)))
         if sn.delineator_every_m > 0:
             lat = off[-1] - spec.shoulder_m - 0.5
             s = rng.uniform(0, sn.delineator_every_m)

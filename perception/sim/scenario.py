@@ -80,6 +80,8 @@ class Scenery:
     gantry_every_m: float  # overhead sign gantries; 0 = none
     fence: bool
     delineator_every_m: float  # white posts with reflectors along the right verge; 0 = none
+    distractors_per_100m: float  # random textured shapes by the road (flying distractors)
+    treeline: float  # density of distant trees along the horizon, 0..1
     hills: tuple[float, float, float]  # height above the horizon (fraction of image), phase,
     #                                    brightness; height 0 = none
     hill_bgr: tuple[int, int, int]
@@ -270,6 +272,8 @@ def sample_scenery(rng: np.random.Generator, road: RoadSpec) -> Scenery:
         gantry_every_m=float(rng.uniform(150.0, 400.0)) if highway and rng.random() < 0.3 else 0.0,
         fence=bool(rng.random() < 0.4),
         delineator_every_m=float(rng.uniform(15.0, 50.0)) if rng.random() < 0.5 else 0.0,
+        distractors_per_100m=float(rng.uniform(0.0, 8.0)),
+        treeline=float(rng.uniform(0.2, 1.0)) if rng.random() < 0.6 else 0.0,
         hills=hills if rng.random() < 0.7 else (0.0, 0.0, 0.0),
         hill_bgr=(int(hill[0]), int(hill[1]), int(hill[2])),
         hood_frac=float(rng.uniform(0.03, 0.09)) if rng.random() < 0.4 else 0.0,

@@ -187,6 +187,46 @@ def sign(rng: np.random.Generator) -> Sprite:
     return Sprite(bgr, alpha, float(rng.uniform(2.5, 4.5)) * (1.4 if kind == "board" else 1.0))
 
 
+def _pattern(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A random procedural texture, uint8[h, w, 3]: noise, stripes, checkers or a gradient
+    in random colours (Tremblay et al. 2018's distractor textures)."""
+    a, b = (rng.integers(0, 256, 3).astype(np.float32) for _ in range(2))
+    kind = rng.integers(0, 4)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    if kind == 0:
+        t = cv2.GaussianBlur(rng.random((h, w)).astype(np.float32), (0, 0), rng.uniform(0.5, 4))
+        t = (t - t.min()) / max(float(np.ptp(t)), 1e-6)
+    elif kind == 1:
+        ang, period = rng.uniform(0, np.pi), rng.uniform(4, 20)
+        t = (np.sin((xx * np.cos(ang) + yy * np.sin(ang)) / period * 2 * np.pi) > 0).astype(
+            np.float32
+        )
+    elif kind == 2:
+        c = int(rng.integers(4, 16))
+        t = ((xx // c + yy // c) % 2).astype(np.float32)
+    else:
+        t = yy / max(h - 1, 1)
+    return (a * (1 - t[..., None]) + b * t[..., None]).astype(np.uint8)
+
+
+def distractor(rng: np.random.Generator) -> Sprite:
+    """A random textured shape standing by the road: one to three polygons or ellipses.
+    Nothing real looks like it, which is the point: the detector learns that texture and
+    clutter are not objects."""
+    h, w = 96, int(rng.integers(32, 160))
+    bgr, alpha = _pattern(rng, h, w), np.zeros((h, w), np.uint8)
+    for _ in range(int(rng.integers(1, 4))):
+        if rng.random() < 0.5:
+            centre = (int(rng.uniform(0.2, 0.8) * w), int(rng.uniform(0.3, 0.8) * h))
+            axes = (int(rng.uniform(0.15, 0.5) * w), int(rng.uniform(0.15, 0.5) * h))
+            cv2.ellipse(alpha, centre, axes, float(rng.uniform(0, 180)), 0, 360, 255, -1)
+        else:
+            pts = np.stack([rng.uniform(0, w, 5), rng.uniform(0, h, 5)], 1).astype(np.int32)
+            cv2.fillConvexPoly(alpha, cv2.convexHull(pts), 255)
+    alpha[-2:] = np.where(alpha[-2:].any(0), 255, 0)[None]  # stand on the ground
+    return Sprite(bgr, alpha, float(rng.uniform(0.4, 4.0)))
+
+
 def delineator(rng: np.random.Generator) -> Sprite:
     """A roadside delineator: a white post about 1.1 m tall with a reflector near the top
     (thin, upright, pale: the shape that becomes a phantom pedestrian if never seen)."""
@@ -268,7 +308,22 @@ def backdrop(sc: Scenario, calib: Calib, rng: np.random.Generator) -> np.ndarray
     )
     col = np.array(sn.hill_bgr, np.float32) * bright * light
     img[land] = (col[None, :] * tex[land][:, None]).clip(0, 255)
+    if sn.treeline > 0:  # distant trees along the horizon: texture where the road meets sky
+        _treeline(img, rng, horizon, sn.treeline, light)
     return img.clip(0, 255).astype(np.uint8)
+
+
+def _treeline(
+    img: np.ndarray, rng: np.random.Generator, horizon: float, density: float, light: float
+) -> None:
+    """Many small dark-green crowns just above the horizon (float image, in place)."""
+    w = img.shape[1]
+    for _ in range(int(density * w / 6)):
+        u = rng.uniform(0, w)
+        r = rng.uniform(2, 12)
+        v = horizon - rng.uniform(0, 2.2) * r
+        green = np.array([rng.uniform(25, 70), rng.uniform(55, 110), rng.uniform(35, 90)])
+        cv2.circle(img, (int(u), int(v)), int(r), tuple(float(c) for c in green * light), -1)
 
 
 def hood_top(calib: Calib, frac: float) -> np.ndarray:
