@@ -324,3 +324,23 @@ def test_wrong_json_types_are_reported_not_raised(dataset):
     edit_label(root / "clips" / CLIP, FRAME, lambda d: d["obstacles"][0].update(box=None))
     msg = fails(root, root / "clips" / CLIP / "labels.jsonl", None, "")
     assert f"line {FRAME + 1}: malformed label (obstacles[0].box: null is not a list" in msg
+
+
+def test_validate_by_hand_writes_beside_its_dataset(dataset, tmp_path, monkeypatch, capsys):
+    """`perception validate OTHER` from the project folder never touches the pipeline's
+    reports/data/ (profile.json is what the split stage depends on): without --report-dir the
+    report goes beside the dataset, <dir>-report."""
+    from perception.cli import main
+
+    root = dataset()
+    project = tmp_path / "project"
+    (project / "reports" / "data").mkdir(parents=True)
+    (project / "reports" / "data" / "profile.json").write_text("{}")
+    shutil.copy(Path(__file__).resolve().parents[1] / "params.yaml", project / "params.yaml")
+    monkeypatch.chdir(project)
+    assert main(["validate", str(root), "--workers", "1"]) == 0
+    assert (project / "reports" / "data" / "profile.json").read_text() == "{}"
+    assert sorted(p.name for p in (project / "reports" / "data").iterdir()) == ["profile.json"]
+    report = root.with_name(f"{root.name}-report")
+    assert (report / "report.json").is_file() and (report / "profile.json").is_file()
+    assert str(report) in capsys.readouterr().out
