@@ -198,7 +198,9 @@ def train(
             r.dl.sampler.set_epoch(epoch)
         tr = _epoch(r.net, r.dl, r.opt, r.sched, r.scaler, d, f"epoch {epoch + 1}/{p.epochs}")
         va = _epoch(r.net, r.vdl, None, None, None, d, "val")
-        va_loss = _all_mean(va["loss"], d)
+        # each rank saw its share of the frames: log and choose on the mean over the ranks
+        tr, va = ({k: _all_mean(v, d) for k, v in x.items()} for x in (tr, va))
+        va_loss = va["loss"]
         if va_loss < state.best_val:  # keep the weights that generalise best, not the last
             state.best_val, state.best_epoch = va_loss, epoch
             state.best = {k: v.detach().clone() for k, v in r.raw.state_dict().items()}

@@ -3,6 +3,7 @@ and a 2-process DDP run of the tiny profile works on the CPU."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -106,45 +107,39 @@ def test_a_training_step_lowers_the_loss_on_a_fixed_batch(tiny: Path) -> None:
     assert float(after) < 0.8 * first
 
 
-@pytest.mark.slow
-def test_ddp_two_processes_on_cpu(tiny: Path, tmp_path: Path) -> None:
-    splits = tmp_path / "splits.json"
-    run_split(tiny, splits, SplitParams(seed=1, val=0.2, test=0.2))
-    params = tmp_path / "params.yaml"
-    params.write_text("train: {epochs: 1, batch_size: 2, seed: 1}\n")
-    model = tmp_path / "model.pt"
+def _torchrun_train(nproc: int, tiny: Path, tmp: Path, batch: int) -> tuple[str, dict]:
+    """`torchrun --nproc-per-node nproc ... train` for 1 epoch of the tiny fixture: stdout and
+    the DVCLive metrics (losses averaged over the ranks)."""
+    tmp.mkdir()
+    run_split(tiny, tmp / "splits.json", SplitParams(seed=1, val=0.2, test=0.2))
+    (tmp / "params.yaml").write_text(f"train: {{epochs: 1, batch_size: {batch}, seed: 1}}\n")
     torchrun = Path(sys.executable).parent / "torchrun"
     cmd = [
-        str(torchrun),
-        "--standalone",
-        "--nproc-per-node",
-        "2",
-        "-m",
-        "perception.cli",
-        "train",
-        "--data",
-        str(tiny),
-        "--splits",
-        str(splits),
-        "--model",
-        str(model),
-        "--checkpoint",
-        str(tmp_path / "ck.pt"),
-        "--live-dir",
-        str(tmp_path / "live"),
-        "--params",
-        str(params),
-        "--quiet",
-    ]
+        str(torchrun), "--standalone", "--nproc-per-node", str(nproc), "-m", "perception.cli",
+        "train", "--data", str(tiny), "--splits", str(tmp / "splits.json"),
+        "--model", str(tmp / "model.pt"), "--checkpoint", str(tmp / "ck.pt"),
+        "--live-dir", str(tmp / "live"), "--params", str(tmp / "params.yaml"), "--quiet",
+    ]  # fmt: skip
     env = dict(os.environ, OMP_NUM_THREADS="1")
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stderr[-3000:]
+    return res.stdout, json.loads((tmp / "live" / "metrics.json").read_text())
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_match_one_process_on_cpu(tiny: Path, tmp_path: Path) -> None:
+    """2 processes of batch 2 (gloo) against 1 process of batch 4: the same global batch and
+    steps; the orders of the frames and the batch-norm batches differ, so the losses agree
+    only within the run-to-run noise. Measured on this config (1 epoch): the validation loss
+    of 1-process runs spans 0.064 over seeds 1-3 (11.80-11.87); 2 against 1 process differed
+    by 0.012-0.036 on the same seeds. The bar, 0.1 (under 1 %), is 1.5 times the seed spread."""
     from perception.model.files import load_model
 
-    net = load_model(model)
-    assert isinstance(net, PerceptionNet)
-    assert (tmp_path / "live" / "metrics.json").exists()
-    assert res.stdout.count("epoch 1/1:") == 1, "only rank 0 reports"
+    out2, two = _torchrun_train(2, tiny, tmp_path / "two", batch=2)
+    assert isinstance(load_model(tmp_path / "two" / "model.pt"), PerceptionNet)
+    assert out2.count("epoch 1/1:") == 1, "only rank 0 reports"
+    _out1, one = _torchrun_train(1, tiny, tmp_path / "one", batch=4)
+    assert abs(two["val"]["loss"] - one["val"]["loss"]) < 0.1, (two["val"], one["val"])
 
 
 def test_affine_moves_labels_with_the_pixels_hand_computed() -> None:
