@@ -45,12 +45,48 @@ class FramePrediction:
     detections: Detections
 
 
+@njit(cache=True, nogil=True, fastmath=True, inline="always")
+def _row_max(row: np.ndarray, n: int) -> float:
+    m = row[0]
+    for c in range(1, n):
+        m = max(m, row[c])
+    return m
+
+
+@njit(cache=True, nogil=True, fastmath=True, inline="always")
+def _expected_cell(row: np.ndarray, best: float, cells: int, e: np.ndarray, bits: np.ndarray):
+    """Softmax expectation of the cell centre (c + 0.5) over row[:cells], whose max is best.
+    exp(d), d <= 0, as 2^k * 2^f with Cephes' exp2f polynomial for 2^f (|f| <= 0.5, relative
+    error ~1e-7) and 2^k from the exponent bits: two loops LLVM vectorises, where a call to
+    libm's expf per cell cost 70 % of the decode."""
+    for c in range(cells):
+        t = max((row[c] - best) * np.float32(1.4426950408889634), np.float32(-126.0))
+        k = np.floor(t + np.float32(0.5))
+        f = t - k
+        p = np.float32(1.535336188319500e-4)
+        p = p * f + np.float32(1.339887440266574e-3)
+        p = p * f + np.float32(9.618437357674640e-3)
+        p = p * f + np.float32(5.550332471162809e-2)
+        p = p * f + np.float32(2.402264791363012e-1)
+        p = p * f + np.float32(6.931472028550421e-1)
+        e[c] = p * f + np.float32(1.0)
+        bits[c] = (np.int32(k) + 127) << 23  # the float32 2^k
+    scale = bits.view(np.float32)
+    total, acc = np.float32(0.0), np.float32(0.0)
+    for c in range(cells):
+        w = e[c] * scale[c]
+        total += w
+        acc += w * (np.float32(c) + np.float32(0.5))
+    return acc / total
+
+
 @njit(cache=True, nogil=True)
 def decode_lanes(
     logits: np.ndarray, exist: np.ndarray, threshold: float, width: float, out: np.ndarray
 ) -> None:
     """logits float32[L, R, G+1], exist float32[L] probabilities -> out float32[L, R] x in
-    pixels of an image `width` wide, NO_POINT where the lane is absent or the row says none.
+    pixels of an image `width` wide, NO_POINT where the lane is absent or the row says none
+    (the "no lane" logit above every cell's).
 
     x is the softmax expectation over the G cells (sub-cell precision, as UFLD), then a 3-tap
     moving average smooths sub-cell jitter at interior points of each run of rows."""
@@ -58,23 +94,17 @@ def decode_lanes(
     cells = n_cls - 1
     cell_px = width / cells
     tmp = np.empty(n_rows, np.float32)
+    e, bits = np.empty(cells, np.float32), np.empty(cells, np.int32)
     for lane in range(n_lanes):
         for r in range(n_rows):
             tmp[r] = NO_POINT
             if exist[lane] < threshold:
                 continue
-            best, arg = logits[lane, r, 0], 0
-            for c in range(1, n_cls):
-                if logits[lane, r, c] > best:
-                    best, arg = logits[lane, r, c], c
-            if arg == cells:
+            row = logits[lane, r]
+            best = _row_max(row, cells)
+            if row[cells] > best:
                 continue
-            total, acc = 0.0, 0.0
-            for c in range(cells):
-                e = np.exp(logits[lane, r, c] - best)
-                total += e
-                acc += e * (c + 0.5)
-            tmp[r] = acc / total * width / cells
+            tmp[r] = _expected_cell(row, best, cells, e, bits) * width / cells
         for r in range(n_rows):
             x = tmp[r]
             # interior points only (at the ends of a run a 2-tap mean is biased on slopes),
