@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from serving import kalman as K
 from serving.config import WarningConfig
@@ -56,7 +57,8 @@ class Alerts:
 
     def __init__(self, config: WarningConfig, class_names: Sequence[str]):
         self.config = config
-        self.classes = tuple(i for i, n in enumerate(class_names) if n in config.fcw_classes)
+        # by class id: does FCW react to it (the contract's class_names)
+        self._watched = np.array([n in config.fcw_classes for n in class_names], np.bool_)
 
     def __call__(
         self,
@@ -85,17 +87,35 @@ class Alerts:
 
     def _fcw(self, tracks: Tracks, out: Warnings) -> None:
         """Fill the lead and FCW fields from the confirmed in-ego-lane tracks."""
-        c, f, i = self.config, tracks.f, tracks.i
-        cand = (f[:, K.IN_LANE] > 0) & (i[:, K.BEST] >= c.fcw_min_hits) & (f[:, K.X] > 0)
-        cand &= np.isin(i[:, K.CLS], self.classes)
-        if not cand.any():
+        c = self.config
+        lead, lead_x, worst, ttc = _lead_and_threat(
+            tracks.f, tracks.i, self._watched, c.fcw_min_hits, c.fcw_closing_sigma
+        )
+        if lead < 0:
             return
-        f, ids = f[cand], i[cand, K.ID]
-        # closing: faster than fcw_closing_sigma times the filter's own doubt about the
-        # speed, so that jitter of a track's range never reads as an approach
-        closing = -f[:, K.VX] > c.fcw_closing_sigma * f[:, K.VX_STD]
-        ttc = np.where(closing, f[:, K.TTC], math.inf)
-        lead, worst = int(np.argmin(f[:, K.X])), int(np.argmin(ttc))
-        out.lead_track_id, out.lead_distance_m = int(ids[lead]), float(f[lead, K.X])
-        if ttc[worst] < c.fcw_ttc_s:
-            out.fcw, out.fcw_track_id, out.fcw_ttc_s = True, int(ids[worst]), float(ttc[worst])
+        out.lead_track_id, out.lead_distance_m = int(tracks.i[lead, K.ID]), lead_x
+        if ttc < c.fcw_ttc_s:
+            out.fcw, out.fcw_track_id, out.fcw_ttc_s = True, int(tracks.i[worst, K.ID]), ttc
+
+
+@njit(cache=True, nogil=True)
+def _lead_and_threat(
+    f: np.ndarray, i: np.ndarray, watched: np.ndarray, min_hits: int, sigma: float
+) -> tuple[int, float, int, float]:
+    """Among the candidates (in the ego lane, ahead, confirmed: best streak >= min_hits, of
+    a watched class), the row of the nearest (and its x, metres) and of the smallest TTC
+    counting only tracks closing faster than sigma times their speed's 1-sigma, so that
+    jitter of a track's range never reads as an approach (and that TTC, s; inf when none
+    closes). Rows -1 without a candidate. Ties: the first row, as numpy's argmin."""
+    lead, lead_x, worst, ttc = -1, math.inf, -1, math.inf
+    for r in range(len(i)):
+        cls = i[r, K.CLS]
+        ok = 0 <= cls < len(watched) and watched[cls]
+        if not (ok and f[r, K.IN_LANE] > 0 and i[r, K.BEST] >= min_hits and f[r, K.X] > 0):
+            continue
+        if lead < 0 or f[r, K.X] < lead_x:
+            lead, lead_x = r, f[r, K.X]
+        t = f[r, K.TTC] if -f[r, K.VX] > sigma * f[r, K.VX_STD] else math.inf
+        if worst < 0 or t < ttc:
+            worst, ttc = r, t
+    return lead, lead_x, worst, ttc
