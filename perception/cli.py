@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "perception.evaluate": ("evaluate", "evaluate-real"),
     "perception.export": ("export", "parity", "quantize", "model-card"),
     "perception.demo": ("demo",),
+    "perception.monitor": ("monitor-profile", "monitor"),
     "perception.bench": ("bench",),
     "perception.summary": ("summary",),
 }

@@ -2,7 +2,9 @@
 dataset clip, writing an annotated video and one JSON line per frame.
 
 Everything per frame runs in `serving/` (no torch): this module only turns the command line
-into a source (serving.io), a runtime (serving.runtime) and the application (serving.app).
+into a source (serving.io), a runtime (serving.runtime) and the application (serving.app)
+with its monitor (serving.monitor_hook: the profile next to the model, or --monitor-profile;
+a `monitor` object in every JSON line, a HUD line, a line in the summary).
 
 Outputs are checked before anything runs (serving.sinks.check_outputs: never the input, never
 an existing file without --overwrite) and written under a partial name until the run ends
@@ -53,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from serving.app import App, Outputs
     from serving.io import open_source
     from serving.loop import Timings
+    from serving.monitor_hook import for_model
     from serving.runtime import Runtime, configure_threads
     from serving.sinks import check_outputs
     from serving.source import SourceError
@@ -66,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         calib = source.calib_or_default()
         rt = Runtime.onnx(args.model, calib, settings, args.device, args.threads, args.undistort)
         rt.for_size(*source.size)
+        monitor = for_model(args.model, rt.contract, rt.calib, args.monitor_profile)
         outputs = Outputs.open(args.out, args.jsonl, source.fps, source.size)
         quiet = args.realtime or source.live or not sys.stderr.isatty()
         bar = tqdm(total=source.frame_count, unit="frame", desc="demo", disable=quiet)
@@ -75,8 +79,10 @@ def run(args: argparse.Namespace) -> int:
             done[0] = t.frames
             bar.update(1)
 
+        app = App(rt, outputs, show=args.show)
+        monitor.attach(app)
         try:
-            timings = App(rt, outputs, show=args.show).run(
+            timings = app.run(
                 source,
                 paced_fps=source.fps if args.realtime else 0.0,
                 live=source.live,
@@ -97,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
             raise _failed(outputs, f"{source.end_reason}", timings.frames)
         outputs.close(ok=True)
     _print_summary(timings.summary(), rt.cold)
+    print(monitor.summary_line())
     return 0
 
 
@@ -145,6 +152,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clip", help="clip id when INPUT is a dataset root")
     p.add_argument("--splits", help="splits file: INPUT's first test clip")
     p.add_argument("--max-frames", type=int)
+    p.add_argument(
+        "--monitor-profile",
+        help="the monitor's training profile (default: <model name>.monitor.json next to "
+        "the model; without one only the frozen, blocked and camera-moved checks run)",
+    )
     p.add_argument(
         "--params",
         help="tracking and warnings settings (default: ./params.yaml when there is one, "

@@ -24,6 +24,7 @@ from perception.bench.runs import feed, load_frames
 from perception.params import loop_settings
 from serving.app import App, Outputs
 from serving.loop import Timings
+from serving.monitor_hook import for_model
 from serving.runtime import Runtime, configure_threads
 from serving.sinks import JsonlSink
 
@@ -51,6 +52,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         # the overlay of every frame, as a demo with a video would draw it
         app = App(rt, Outputs(jsonl=JsonlSink(Path(tmp) / "soak.jsonl")), draw=True)
+        for_model(args.model, rt.contract, calib).attach(app)  # the monitor, as the demo has it
         t = app.run(feed(frames, 0, args.frames, 20.0), on_frame=sample)
         app.outputs.close(ok=True)
     s = t.summary()

@@ -12,7 +12,11 @@ called as ``hook(frame, result, record)`` for every frame, in the output thread,
 record is built and before it is written; it may add keys to the record (a monitor adds
 ``record["monitor"]``) and must not keep the frame's image past the call (the source may
 reuse it). Hooks run off the critical path, so their cost shows in the output latency, not
-in the result's.
+in the result's. Work that needs the frame's model input (the monitor's image properties)
+is an input probe instead: ``probe(x)`` right after the runtime, in the loop's thread, the
+only place where x is still that frame's (the next preprocessing overwrites it); its time is
+the loop's "monitor" stage, on the critical path. A hook may also add a HUD line
+(``app.hud.extra[name] = callable returning the text``).
 """
 
 from __future__ import annotations
@@ -31,6 +35,12 @@ from serving.runtime import Result, Runtime
 from serving.sinks import JsonlSink, VideoSink
 from serving.source import Frame
 from serving.stats import percentiles
+
+
+class InputProbe(Protocol):
+    """Per-frame work on the model input (see the module doc)."""
+
+    def __call__(self, x: np.ndarray) -> None: ...
 
 
 class FrameHook(Protocol):
@@ -132,6 +142,7 @@ class Hud:
         self.latency: deque[float] = deque(maxlen=window)
         self.stamps: deque[float] = deque(maxlen=60)
         self.dropped = 0
+        self.extra: dict[str, Callable[[], str]] = {}  # more lines, e.g. the monitor's state
 
     def update(self, t: loop.Timings) -> None:
         self.latency.append(t.latency_ms[-1])
@@ -139,7 +150,7 @@ class Hud:
         self.dropped = t.dropped
 
     def lines(self) -> dict[str, str]:
-        hud = {"device": self.device}
+        hud = {"device": self.device} | {k: line() for k, line in self.extra.items()}
         if len(self.stamps) < 2:
             return hud
         hud["FPS"] = f"{(len(self.stamps) - 1) / (self.stamps[-1] - self.stamps[0]):.1f}"
@@ -153,8 +164,8 @@ class App:
     """runtime: frame -> Result; outputs: where records and the annotated video go (None:
     headless, nothing written); show: a window (drawn in the loop's thread: GUI toolkits
     want one thread); draw: draw the overlay (default: when there is a video or a window);
-    hooks: see the module doc; output_thread: emit beside the loop (default) rather than
-    after each frame in its thread (forced off with show)."""
+    hooks, probes: see the module doc; output_thread: emit beside the loop (default) rather
+    than after each frame in its thread (forced off with show)."""
 
     def __init__(
         self,
@@ -164,10 +175,11 @@ class App:
         show: bool = False,
         draw: bool | None = None,
         hooks: Sequence[FrameHook] = (),
+        probes: Sequence[InputProbe] = (),
         output_thread: bool = True,
     ):
         self.runtime, self.outputs = runtime, outputs or Outputs()
-        self.show, self.hooks = show, list(hooks)
+        self.show, self.hooks, self.probes = show, list(hooks), list(probes)
         self.output_thread = output_thread and not show
         self.draws = show or self.outputs.video is not None if draw is None else draw
         device = runtime.engine.device if runtime.engine is not None else "model"
@@ -176,8 +188,15 @@ class App:
         self.names = runtime.contract.class_names
 
     def process(self, frame: Frame, stage_ns: dict[str, int]) -> Result:
-        """The critical path (the loop's thread): the runtime on the frame."""
-        return self.runtime(frame.image, frame.t_ns / 1e9, frame.speed_mps, stage_ns)
+        """The critical path (the loop's thread): the runtime on the frame, then the probes
+        on its model input (the "monitor" stage)."""
+        r = self.runtime(frame.image, frame.t_ns / 1e9, frame.speed_mps, stage_ns)
+        if self.probes:
+            t0 = time.perf_counter_ns()
+            for probe in self.probes:
+                probe(self.runtime.last_input)
+            stage_ns["monitor"] = time.perf_counter_ns() - t0
+        return r
 
     def emit(self, item: loop.Captured, r: Result, stage_ns: dict[str, int]) -> None:
         """The output side of one frame: record, hooks, overlay, video, window, log. Stage

@@ -20,11 +20,11 @@ intra-op pool keeps both cores); when it falls behind, the one-slot hand-over ma
 loop wait rather than queue frames without bound.
 
 Every stage of every frame is timed with time.perf_counter_ns: decode (capture thread),
-pre, infer, post, track (the loop's thread), draw, write (output). Latency is measured on
-the monotonic clock from capture: ``latency_ms`` to the result (warnings available),
-``output_latency_ms`` to the outputs written. In offline mode the time a frame waits in the
-capture queue is not latency (a file does not age): its latency starts when its decode
-started.
+pre, infer, post, track, monitor (the loop's thread; monitor: serving.app's input probes),
+draw, write (output). Latency is measured on the monotonic clock from capture:
+``latency_ms`` to the result (warnings available), ``output_latency_ms`` to the outputs
+written. In offline mode the time a frame waits in the capture queue is not latency (a file
+does not age): its latency starts when its decode started.
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ from typing import Any, Protocol
 
 from serving.stats import describe
 
-STAGES = ("decode", "pre", "infer", "post", "track", "draw", "write")
-CRITICAL = ("pre", "infer", "post", "track")  # the stages between a frame and its result
+STAGES = ("decode", "pre", "infer", "post", "track", "monitor", "draw", "write")
+# the stages between a frame and its result (monitor: serving.app's input probes)
+CRITICAL = ("pre", "infer", "post", "track", "monitor")
 
 
 @dataclass

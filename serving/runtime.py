@@ -90,6 +90,7 @@ class Runtime:
         self.alerts = Alerts(settings.warnings, contract.class_names)
         self.cold: dict[str, float] = {}
         self.engine: Engine | None = None  # set by Runtime.onnx
+        self.last_input = np.zeros(0, np.float32)  # the latest frame's model input
         self._set_camera(calib)
 
     @classmethod
@@ -148,7 +149,7 @@ class Runtime:
         (None: unknown). Adds pre, infer, post and track times (ns) to stage_ns."""
         clock = time.perf_counter_ns
         t0 = clock()
-        x = self.pre(image)
+        x = self.last_input = self.pre(image)
         t1 = clock()
         out = self.infer(x)
         t2 = clock()

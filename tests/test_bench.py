@@ -186,8 +186,14 @@ def test_short_bench_run(bench_assets: Path, tmp_path: Path, capsys: pytest.Capt
     assert res["micro"]["scene"]["tracks_mean"] >= 15
     assert res["paced"]["frames_offered"] == 10
     assert {v["status"] for v in res["verdicts"]} <= {"PASS", "FAIL", "SKIP"}
-    assert len(res["verdicts"]) == 11
+    assert len(res["verdicts"]) == 12
     md = (out / "bench.md").read_text()
+    # the monitor: its image half in the loop's thread (a stage), its whole cost per frame
+    assert res["stages"]["monitor"]["p50_ms"] > 0 and by["naive"]["stages"]["monitor"]["n"] == 20
+    assert by["naive"]["stages"]["monitor"]["max_ms"] == 0  # a demo script has no monitor
+    mon = res["micro"]["monitor"]
+    assert mon["frame"]["n"] == 100 and mon["frame"]["p50_ms"] >= mon["measure"]["p50_ms"] > 0
+    assert "monitor per frame" in md and "| **per frame** |" in md
     assert "| fp32 | ok |" in md and "| fp32+overlay | ok |" in md
     assert (out / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "FPS >= min_fps" in capsys.readouterr().out

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from perception.bench import micro, report, runs
+from perception.bench.monitor import bench_monitor
 from perception.bench.variants import OVERLAY, Builder, Variant
 from serving.config import Settings
 from serving.stats import describe_ms
@@ -31,6 +32,8 @@ NOTES = [
     "naive: cv2 + numpy preprocessing, session.run without IO binding, numpy decode, and "
     "the overlay and video written in the same thread; tracking as the loop",
     "cold_start numba_s is a compile or a cache load (cache=True)",
+    "monitor (stage): the monitor's image half in the loop's thread; micro monitor: its "
+    "whole per-frame cost (image half + the output side's update), record object apart",
 ]
 
 
@@ -73,6 +76,9 @@ def measure(
             ),
             "decode": micro.bench_decode(main.runtime.contract, args.micro_reps),
             "scene": micro.bench_scene(main.runtime, args.micro_reps),
+            "monitor": bench_monitor(
+                main.runtime, frames, builder.monitor_profile, max(args.micro_reps, 100)
+            ),
         }
         paced: dict[str, Any] = {"skipped": True}
         if args.paced_frames:

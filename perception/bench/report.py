@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from perception.bench.monitor import MONITOR_MS
 from perception.bench.variants import OVERLAY
 from serving.files import atomic_write_bytes
 from serving.loop import CRITICAL, STAGES
@@ -85,6 +86,10 @@ def verdicts(res: dict[str, Any]) -> list[dict[str, Any]]:
         _at_most(f"e2e p99 <= {P99_OVER_P50}x p50", p99 / p50, P99_OVER_P50, f"{p99 / p50:.2f}x")
     )
     out.append(_int8(res))
+    mon = res["micro"].get("monitor")
+    m50 = mon["frame"]["p50_ms"] if mon else None
+    detail = f"{m50:.3f} ms (profile: {mon['profile'] or 'none'})" if mon else "not run"
+    out.append(_at_most(f"monitor per frame p50 <= {MONITOR_MS} ms", m50, MONITOR_MS, detail))
     return out
 
 
@@ -251,7 +256,7 @@ def _paced_rows(p: dict[str, Any]) -> list[str]:
 
 
 def _micro_rows(m: dict[str, Any]) -> list[str]:
-    pre, dec, sc = m["preprocess"], m["decode"], m["scene"]
+    pre, dec, sc, mon = m["preprocess"], m["decode"], m["scene"], m.get("monitor")
     w, h = pre["frame_size"]
     return [
         f"## Micro-benchmarks (ms; {w}x{h} frames, {pre['reps']} reps)",
@@ -285,7 +290,22 @@ def _micro_rows(m: dict[str, Any]) -> list[str]:
                 ]
             ],
         ),
+        "",
+        *(_monitor_rows(mon) if mon else []),
     ]
+
+
+def _monitor_rows(mon: dict[str, Any]) -> list[str]:
+    parts = (
+        ("measure: image properties (loop thread)", "measure"),
+        ("update: predictions, windows, state (output side)", "update"),
+        ("**per frame**", "frame"),
+        ("status: the record's monitor object", "status"),
+    )
+    return table(
+        [f"monitor ({mon['rows']} scored rows, profile {mon['profile'] or 'none'})", "p50", "p99"],
+        [[label, mon[k]["p50_ms"], mon[k]["p99_ms"]] for label, k in parts],
+    )
 
 
 def plot(res: dict[str, Any], e2e_samples: dict[str, list[float]], path: Path) -> None:

@@ -9,6 +9,9 @@ code and differs only where it says.
     naive              a typical demo script: cv2 + numpy stages (perception.bench.naive),
                        drawing and video writing in the same thread as inference
 
+Every variant but naive runs with the loop's monitor (serving.monitor_hook, the profile
+next to the models when there is one), as the demo does.
+
 A variant that cannot run here (file missing, no CUDA for FP16, a model the runtime refuses)
 keeps its row with a 'skipped: ...' status.
 """
@@ -30,6 +33,9 @@ from serving.config import Settings
 from serving.contract import ModelOutputs
 from serving.geometry import Calib
 from serving.loop import CRITICAL, STAGES, Timings
+from serving.monitor import Monitor
+from serving.monitor_hook import MonitorHook
+from serving.monitor_profile import load_profile, model_profile_path
 from serving.runtime import Runtime
 from serving.sinks import VideoSink
 from serving.stats import describe_ms
@@ -118,6 +124,8 @@ class Builder:
                  gpu: bool, fps: float):  # fmt: skip
         self.p, self.models, self.calib, self.settings = profile, models, calib, settings
         self.gpu, self.fps = gpu, fps
+        where = model_profile_path(models / FILES["fp32"])
+        self.monitor_profile = load_profile(where) if where.is_file() else None
         self.tmp = Path(tempfile.mkdtemp(prefix="perception-bench-"))
 
     def build(self, name: str) -> Variant:
@@ -144,11 +152,15 @@ class Builder:
             rt = naive_runtime(path, calib, self.settings, p.device, p.threads)
         else:
             rt = Runtime.onnx(str(path), calib, self.settings, p.device, p.threads)
-        if not (name.endswith(OVERLAY) or kind == "naive"):
-            return App(rt)
         size = (calib.image_width, calib.image_height)
-        video = VideoSink(self.tmp / f"{name}.mp4", self.fps, size)
-        return App(rt, Outputs(video), output_thread=kind != "naive")
+        if kind == "naive":  # a demo script: no monitor
+            video = VideoSink(self.tmp / f"{name}.mp4", self.fps, size)
+            return App(rt, Outputs(video), output_thread=False)
+        app = App(rt)
+        if name.endswith(OVERLAY):
+            app = App(rt, Outputs(VideoSink(self.tmp / f"{name}.mp4", self.fps, size)))
+        MonitorHook(Monitor(rt.contract, calib, self.monitor_profile)).attach(app)
+        return app
 
     def close(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)

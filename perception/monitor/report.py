@@ -109,9 +109,38 @@ def _shade(ax: Any, state: np.ndarray) -> None:
             ax.axvspan(a - 0.5, b - 0.5, color=colour, alpha=0.15, lw=0)
 
 
+def _outside(v: np.ndarray, entry: dict[str, Any], rare_mass: float) -> np.ndarray:
+    """bool per value: in a bin outside the training range (NaN: False)."""
+    edges = np.asarray(entry["edges"])
+    mask = outside_bins(entry["kind"], np.asarray(entry["ref"]), rare_mass)
+    return np.isfinite(v) & mask[np.searchsorted(edges, np.nan_to_num(v), side="right")]
+
+
+def _training_band(ax: Any, entry: dict[str, Any], rare_mass: float) -> None:
+    """The training range (grey) and its 5-95 % band (darker); for a count, a band on each
+    value the profile holds."""
+    if entry["kind"] == "count":
+        seen = np.flatnonzero(~outside_bins("count", np.asarray(entry["ref"]), rare_mass))
+        for k in seen:
+            ax.axhspan(k - 0.4, k + 0.4, color="0.85", lw=0)
+        return
+    edges, q = entry["edges"], entry["quantiles"]
+    ax.axhspan(edges[0], edges[-1], color="0.85", lw=0, label="training range")
+    ax.axhspan(q["p05"], q["p95"], color="0.7", lw=0, label="training 5-95 %")
+
+
+def _range_text(entry: dict[str, Any], rare_mass: float) -> str:
+    """The training range as the report's table prints it (a count: the values seen)."""
+    if entry["kind"] != "count":
+        return f"{entry['edges'][0]:.3g} to {entry['edges'][-1]:.3g}"
+    seen = np.flatnonzero(~outside_bins("count", np.asarray(entry["ref"]), rare_mass))
+    top = len(entry["ref"]) - 1
+    return ", ".join(f"{k}+" if k == top else str(k) for k in seen) or "-"
+
+
 def plot_properties(t: Trace, prof: MonitorProfile, path: Path) -> None:
     """Each profiled property over the frames: the training range (grey), its 5-95 %
-    band (darker), the values (out-of-range ones in red), warn/alert spans shaded."""
+    band (darker), the values (those outside the range in red), warn/alert spans shaded."""
     values, state = t.array("values"), np.asarray(t.state)
     names = list(prof.props)
     cols = 2
@@ -120,12 +149,10 @@ def plot_properties(t: Trace, prof: MonitorProfile, path: Path) -> None:
     x = np.arange(len(state))
     for ax, name in zip(axes.ravel(), names, strict=False):
         e = prof.raw["properties"][name]
-        edges, q = e["edges"], e["quantiles"]
-        _shade(ax, state)
-        ax.axhspan(edges[0], edges[-1], color="0.85", lw=0, label="training range")
-        ax.axhspan(q["p05"], q["p95"], color="0.7", lw=0, label="training 5-95 %")
         v = values[:, INDEX[name]] if len(values) else np.zeros(0)
-        out = (v < edges[0]) | (v > edges[-1])
+        _shade(ax, state)
+        _training_band(ax, e, prof.config.rare_mass)
+        out = _outside(v, e, prof.config.rare_mass)
         ax.plot(x, v, ".", ms=2, color="#1f77b4")
         ax.plot(x[out], v[out], ".", ms=3, color="#d62728")
         ax.set_title(f"{name} ({e['unit']})", fontsize=9, loc="left")
@@ -223,11 +250,17 @@ def markdown(s: dict[str, Any], t: Trace, prof: MonitorProfile, title: str) -> s
     for name, v in s["properties"].items():
         e = prof.raw["properties"][name]
         lines.append(
-            f"| {name} | {v['median']:.3g} | {e['edges'][0]:.3g} to {e['edges'][-1]:.3g} | "
+            f"| {name} | {v['median']:.3g} | {_range_text(e, prof.config.rare_mass)} | "
             f"{100 * v['out']:.1f} % | {v['psi']:.2f} ({v['psi_reading']}) | "
             f"{v['ks']:.2f} ({_fmt(v['ks_p'], '.2g')}) | {v['wasserstein']:.2f} | "
             f"{'yes' if v['drift'] else 'no'} |"
         )
+    if s["frames"] < 10 * len(prof.edges[0]):
+        lines += [
+            "",
+            f"With {s['frames']} frames PSI mostly measures sampling noise (about (bins - 1) / "
+            "frames without any drift); read the KS test and the out-of-range share.",
+        ]
     lines += ["", "![properties](properties.png)", ""]
     return "\n".join(lines)
 
