@@ -27,8 +27,9 @@ run: $(STAMP)
 	$(BIN)/dvc repro
 	@$(BIN)/perception summary --sim reports/eval/metrics.json \
 	  --real reports/eval-real/metrics.json --bench reports/bench/bench.json \
+	  --monitor reports/monitor/test/summary.json reports/monitor/real/summary.json \
 	  --pictures reports/demo/demo.mp4 reports/eval/slices.png reports/eval-real/overlays \
-	  reports/bench/latency.png reports/data/samples.png
+	  reports/bench/latency.png reports/data/samples.png reports/monitor/real/report.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,7 +1,8 @@
 """`perception summary`: what a person reads at the end of `make run`, in at most 25 lines.
 
 The headline figures of each evaluation (the simulated test split, the real footage), the
-bench's end-to-end latency and throughput with its bars, and where the pictures are. Every
+bench's end-to-end latency and throughput with its bars, what the monitor said on each
+input, and where the pictures are. Every
 input is named on the command line (the Makefile passes the pipeline's paths); a file that
 is missing or unreadable is said to be so in its line, never an error: the summary is read
 after a run that may have stopped half way.
@@ -101,6 +102,27 @@ def _bench(path: str | None) -> list[str]:
         return [f"Bench: {path}: not a bench.json of this version"]
 
 
+def _monitor(paths: list[str]) -> list[str]:
+    """One line per report of `perception monitor` (its summary.json)."""
+    out = []
+    for path in paths:
+        d, why = _load(path)
+        try:
+            if d is None:
+                raise KeyError(why)
+            sh = d["state_share"]
+            line = (
+                f"Monitor ({path}, {d['frames']} frames): ok {_pct(sh['ok'])}, warn "
+                f"{_pct(sh['warn'])}, alert {_pct(sh['alert'])}"
+            )
+            if d.get("first_alert"):
+                line += f"; first alert at frame {d['first_alert_frame']}: {d['first_alert']}"
+            out.append(line)
+        except (KeyError, TypeError):
+            out.append(f"Monitor: {why or f'{path}: not a summary.json of perception monitor'}")
+    return out
+
+
 def _pictures(paths: list[str]) -> list[str]:
     have = [p for p in paths if Path(p).exists()]
     missing = [p for p in paths if not Path(p).exists()]
@@ -112,7 +134,8 @@ def _pictures(paths: list[str]) -> list[str]:
 
 def summary(args: argparse.Namespace) -> list[str]:
     """The summary's lines (at most MAX_LINES)."""
-    lines = [*_sim(args.sim), *_real(args.real), *_bench(args.bench), *_pictures(args.pictures)]
+    lines = [*_sim(args.sim), *_real(args.real), *_bench(args.bench), *_monitor(args.monitor)]
+    lines += _pictures(args.pictures)
     if len(lines) > MAX_LINES:
         lines = [*lines[: MAX_LINES - 1], f"... ({len(lines) - MAX_LINES + 1} more lines)"]
     return lines
@@ -128,5 +151,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sim", help="metrics.json of `perception evaluate` on the test split")
     p.add_argument("--real", help="metrics.json of `perception evaluate-real`")
     p.add_argument("--bench", help="bench.json of `perception bench`")
+    p.add_argument("--monitor", nargs="*", default=[], help="summary.json of `perception monitor`")
     p.add_argument("--pictures", nargs="*", default=[], help="files and folders to point to")
     p.set_defaults(func=_cmd)

@@ -60,6 +60,21 @@ def test_report_on_the_test_split(assets: Path, tmp_path: Path) -> None:
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
 
 
+def test_summary_line_of_a_report(
+    assets: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "rep"
+    args = ["monitor", str(assets / "data"), "--model", str(assets / "models" / "perception.onnx")]
+    assert main([*args, "--out-dir", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    missing = tmp_path / "none.json"
+    assert main(["summary", "--monitor", str(out / "summary.json"), str(missing)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    mon = [ln for ln in lines if ln.startswith("Monitor")]
+    assert mon[0].startswith(f"Monitor ({out / 'summary.json'}, 20 frames): ok ")
+    assert mon[1] == f"Monitor: {missing}: missing (stage not run?)"
+
+
 def test_frozen_video_alerts_with_a_thumbnail(assets: Path, tmp_path: Path) -> None:
     clip = next((assets / "data" / "clips").iterdir())
     frames = [cv2.imread(str(p)) for p in sorted((clip / "frames").iterdir())]

@@ -1,6 +1,6 @@
 """End to end: `dvc repro` of the whole pipeline on the tiny profile in a scratch git repo:
-data, training, evaluation, export, parity, variants, the real-footage set, model card, demo
-and benchmark."""
+data, training, evaluation, export, parity, variants, the real-footage set, model card, demo,
+benchmark and the monitor's profile and reports."""
 
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ def test_dvc_repro_tiny_profile_then_up_to_date(tiny_pipeline_repo: Scratch) -> 
         "model-card",
         "demo",
         "bench",
+        "monitor-profile",
+        "monitor",
     ):
         assert f"Running stage '{stage}'" in out, stage
     assert (repo / "data" / "splits.json").exists()
@@ -42,6 +44,15 @@ def test_dvc_repro_tiny_profile_then_up_to_date(tiny_pipeline_repo: Scratch) -> 
     real = json.loads((repo / "reports" / "eval-real" / "metrics.json").read_text())
     assert (real["frames"], real["gt_lanes"], real["gt_vehicles"]) == (8, 24, 28)
     assert len(list((repo / "reports" / "eval-real" / "overlays").glob("*.jpg"))) == 8
+    assert json.loads((repo / "models" / "perception.monitor.json").read_text())["properties"]
+    monitor = {
+        name: json.loads((repo / "reports" / "monitor" / name / "summary.json").read_text())
+        for name in ("test", "real")
+    }
+    assert monitor["test"]["frames"] > 0 and monitor["real"]["frames"] == 8
+    assert (repo / "reports" / "monitor" / "real" / "report.md").read_text().startswith("#")
+    demo = (repo / "reports" / "demo" / "demo.jsonl").read_text().splitlines()
+    assert all(json.loads(line)["monitor"]["profile"] for line in demo)
     again = tiny_pipeline_repo.run("dvc", "repro")
     assert "Data and pipelines are up to date." in again
     metrics = tiny_pipeline_repo.run("dvc", "metrics", "show")
