@@ -5,7 +5,8 @@ When code changes after the last `dvc repro`, a fresh clone's `dvc repro` reruns
 (hours of training) although the commit looks finished. This check needs no data: it looks
 only at dependencies that git tracks (code, params.yaml, the real-footage source files) and
 each stage's command, hashed by DVC itself (its folder hash: the md5 of the sorted JSON list
-of relpath and md5 entries, .dvcignore applied), and skips what other stages produce.
+of relpath and md5 entries, .dvcignore applied). What other stages write into DVC's cache is
+skipped; their small outputs that git tracks (metrics) are compared like code.
 
     python -m perception.lockcheck            # warns, exits 0 (run by `make test`)
     python -m perception.lockcheck --strict   # exits 1 when a stage is stale
@@ -56,7 +57,10 @@ def stale_stages(root: str | Path = ".") -> dict[str, list[str]]:
             for dep in stage.deps:
                 if isinstance(dep, ParamsDependency):
                     for file, keys in dep.workspace_status().items():
-                        why += [f"{file}:{k}" for k in keys] if isinstance(keys, dict) else [file]
+                        if isinstance(keys, dict):  # {section: modified}
+                            why += [f"{file}:{k}" for k in keys]
+                        else:  # the stage's params are new to the lock
+                            why.append(f"{file} ({keys})")
                 elif _tracked(str(dep.def_path), files):
                     why += [f"{p} ({s})" for p, s in dep.workspace_status().items()]
             if why:
