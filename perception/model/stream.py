@@ -5,8 +5,8 @@ FrameCache decodes every frame up front and keeps it (448x256 RGB uint8, 344 KB 
 only the labels and paths and decodes a frame when TrainSet asks for it, in the DataLoader's
 worker processes (`train.loader_workers`), so memory stays flat whatever the dataset's size.
 The decode and resize are the cache's own (data.load_frame), so the network sees the same
-pixels and, with TrainSet's per-sample random generators, a streamed run trains the same
-model as a cached one.
+pixels and, with TrainSet's per-sample random generators, the same samples as the cache (to
+the last bit when both are made with the same torch thread count: loader workers use one).
 """
 
 from __future__ import annotations
