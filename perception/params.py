@@ -161,7 +161,10 @@ class MonitorParams(MonitorConfig):
     psi_moderate: float = 0.1  # run-level PSI: 0.1-0.2 moderate drift
     psi_significant: float = 0.2  # ... above: significant
     ks_pvalue: float = 0.05  # run-level KS test against the profile: drift below this p
-    wasserstein: float = 0.1  # run-level Wasserstein over the profile's std: drift above
+    # run-level Wasserstein over the profile's std: drift above. Not Evidently's 0.1: that is
+    # the sampling noise of a profile of a few hundred scenes (the simulated test split, in
+    # distribution, reached 0.19 against 120 training clips)
+    wasserstein: float = 0.25
 
     def __post_init__(self) -> None:
         try:

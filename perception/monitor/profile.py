@@ -60,6 +60,7 @@ def describe_property(v: np.ndarray, prop: Prop, p: MonitorParams, slots: int) -
     return {
         "unit": prop.unit,
         "kind": prop.kind,
+        "open_top": prop.kind == "count" and prop.name != "lanes",  # its last bin: k and more
         "edges": [round(float(e), 6) for e in edges],
         "ref": [float(s) for s in bin_shares(v, edges)],
         "n": len(v),

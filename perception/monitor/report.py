@@ -8,9 +8,11 @@ drift check would (FIELD-NOTES: Evidently's tests): PSI on the profile's bins, t
 against the profile's distribution (scipy.stats.kstest, its CDF interpolated between the
 profile's 101 quantiles) and the Wasserstein distance to those quantiles over the
 profile's standard deviation (scipy.stats.wasserstein_distance). A property drifts when the
-KS test rejects (p < ks_pvalue) and the Wasserstein distance exceeds `wasserstein`: on
-thousands of correlated frames KS alone rejects any difference, however small. Frames of one
-clip are not independent, so read p-values as a ranking, not as exact probabilities.
+KS test rejects (p < ks_pvalue) and the Wasserstein distance exceeds `wasserstein` (0.25, not
+Evidently's 0.1: a profile of a few hundred scenes differs from another sample of the same
+simulator by about 0.1 to 0.2): on a thousand correlated frames KS alone rejects any
+difference, however small. Frames of one clip are not independent, so read p-values as a
+ranking, not as exact probabilities.
 """
 
 from __future__ import annotations
@@ -130,12 +132,21 @@ def _training_band(ax: Any, entry: dict[str, Any], rare_mass: float) -> None:
 
 
 def _range_text(entry: dict[str, Any], rare_mass: float) -> str:
-    """The training range as the report's table prints it (a count: the values seen)."""
+    """The training range as the report's table prints it; a count: the values seen, in
+    runs ("0-3", "4-15+" when the last bin is open-ended)."""
     if entry["kind"] != "count":
         return f"{entry['edges'][0]:.3g} to {entry['edges'][-1]:.3g}"
     seen = np.flatnonzero(~outside_bins("count", np.asarray(entry["ref"]), rare_mass))
-    top = len(entry["ref"]) - 1
-    return ", ".join(f"{k}+" if k == top else str(k) for k in seen) or "-"
+    runs: list[list[int]] = []
+    for k in seen.tolist():
+        if runs and k == runs[-1][-1] + 1:
+            runs[-1].append(k)
+        else:
+            runs.append([k])
+    last = len(entry["ref"]) - 1
+    plus = "+" if entry.get("open_top") else ""
+    text = [f"{r[0]}" if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs]
+    return ", ".join(t + (plus if r[-1] == last else "") for t, r in zip(text, runs, strict=True))
 
 
 def plot_properties(t: Trace, prof: MonitorProfile, path: Path) -> None:
