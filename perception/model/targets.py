@@ -91,8 +91,8 @@ def encode(
     aff: Affine = IDENTITY,
 ) -> Targets:
     """One frame's labels -> Targets. flip mirrors the frame left-right (slots swap sides),
-    then aff moves everything (boxes are clipped to the image; ones left smaller than 2 x 2
-    input pixels are dropped)."""
+    then aff moves everything (boxes are clipped to the image; one that the move pushed
+    mostly out of it, less than 30 % of its area left, is dropped)."""
     gh, gw = c.grid
     s = c.stride
     sx, sy = c.input_width / src_w, c.input_height / src_h
@@ -103,11 +103,15 @@ def encode(
         x1, y1, x2, y2 = ob.box
         if flip:
             x1, x2 = src_w - 1 - x2, src_w - 1 - x1
-        x1, x2 = np.clip([x1 * aff.scale + aff.tx, x2 * aff.scale + aff.tx], 0, src_w - 1)
-        y1, y2 = np.clip([y1 * aff.scale + aff.ty, y2 * aff.scale + aff.ty], 0, src_h - 1)
+        if aff is not IDENTITY:
+            moved = [x1 * aff.scale + aff.tx, y1 * aff.scale + aff.ty]
+            moved += [x2 * aff.scale + aff.tx, y2 * aff.scale + aff.ty]
+            x1, x2 = np.clip([moved[0], moved[2]], 0, src_w - 1)
+            y1, y2 = np.clip([moved[1], moved[3]], 0, src_h - 1)
+            area = (moved[2] - moved[0]) * (moved[3] - moved[1])
+            if x2 <= x1 or y2 <= y1 or (x2 - x1) * (y2 - y1) < 0.3 * area:
+                continue  # pushed (mostly) out of the frame by the augmentation
         x1, x2, y1, y2 = x1 * sx, x2 * sx, y1 * sy, y2 * sy
-        if x2 - x1 < 2.0 or y2 - y1 < 2.0:
-            continue
         cx, cy = (x1 + x2) / 2 / s, (y1 + y2) / 2 / s
         ix, iy = min(int(cx), gw - 1), min(int(cy), gh - 1)
         sigma = max(0.6, math.sqrt((x2 - x1) * (y2 - y1)) / s / 6.0)
