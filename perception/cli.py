@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "perception.dataset.validate": ("validate",),
     "perception.dataset.split": ("split",),
     "perception.dataset.adapters": ("import", "export-labels"),
+    "perception.dataset.real_vs_sim": ("real-vs-sim",),
     "perception.calibrate": ("calibrate",),
     "perception.train": ("train",),
     "perception.evaluate": ("evaluate", "evaluate-real"),
