@@ -91,7 +91,7 @@ def test_oracle_scores_perfectly_and_outputs_parse(tiny, tmp_path):
             ap = o["detection"][key][cls]
             assert (ap == pytest.approx(1.0)) if cls in present else ap is None, (key, cls)
     assert o["detection"]["ap50"]["mean"] == pytest.approx(1.0)
-    assert set(o["slices"]) == {"day", "dusk", "night", "rain", "fog", "curves"}
+    assert set(o["slices"]) == {"day", "dusk", "night", "rain", "fog", "curves", "highway"}
     assert sum(s["frames"] for k, s in o["slices"].items() if k in ("day", "dusk", "night")) == (
         n_frames
     )

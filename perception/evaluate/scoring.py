@@ -24,6 +24,7 @@ SLICES: dict[str, tuple[str, tuple[str, ...]]] = {
     "rain": ("weather", ("rain",)),
     "fog": ("weather", ("fog",)),
     "curves": ("road", ("curve", "sharp_curve", "s_bend")),
+    "highway": ("kind", ("highway",)),  # divided highways: the real test set's kind of road
 }
 VEHICLES = ("car", "truck")
 
