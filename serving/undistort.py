@@ -6,8 +6,9 @@ pass over memory, ~4x the pixels the model sees), the model-input pixels are sam
 from the distorted frame: a sampling map at model resolution says, for each of the 448x256
 input pixels, where its ray lands in the distorted source frame (Calib.distort_pixels, closed
 form), and one Numba kernel does bilinear sampling, channel order, normalisation and HWC ->
-CHW in a single pass, as serving.preprocess does for the plain resize. The map depends only
-on the calibration and the two sizes: it is built once and cached.
+CHW in a single pass (the plain path resizes with OpenCV, serving.preprocess: no lens map
+there). The map depends only on the calibration and the two sizes: it is built once and
+cached.
 
 The model then sees the ideal pinhole image with the same K ("undistorted source pixels":
 the source size, the source K, no distortion), so its lanes and boxes come out in those
@@ -28,7 +29,7 @@ from numba import njit, prange
 from serving.contract import ModelContract
 from serving.geometry import Calib
 from serving.postprocess import NO_POINT, Detections, FramePrediction, Lanes
-from serving.preprocess import Preprocessor, _as_hwc
+from serving.preprocess import Preprocessor, _as_hwc, rgb_order
 
 _EDGE_SAMPLES = 5  # points per box edge mapped back (corners included): edges bow under
 #                    barrel distortion, so the corners alone would cut the box short
@@ -136,7 +137,8 @@ class UndistortingPreprocessor(Preprocessor):
         """frame uint8 (see serving.preprocess) -> float32[1, 3, h, w], undistorted."""
         if not self.calib.has_distortion:
             return super().__call__(frame, color, out)
-        src, order = _as_hwc(frame, color)
+        src, swap = _as_hwc(frame, color)
+        order = rgb_order(src, swap)
         dst = self.out if out is None else out
         m = self.map_for(src.shape[1], src.shape[0])
         _to_chw_mapped(src, dst[0], order, self.scale, self.bias, m.x0, m.y0, m.fx, m.fy)
