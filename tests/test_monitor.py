@@ -250,3 +250,26 @@ def test_pick_clips_spreads_and_caps() -> None:
     got = pick_clips([5] * 100, 50)
     assert len(got) == 10 and got[0] == 0 and got[-1] == 99
     assert pick_clips([30, 5], 10) == [0]  # one clip at least
+
+
+def test_hook_attaches_probe_hook_and_hud_line(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from serving.app import Hud
+    from serving.monitor_hook import MonitorHook
+
+    app = SimpleNamespace(probes=[], hooks=[], hud=Hud("cpu"))
+    hook = MonitorHook(Monitor(C, Calib.default(1280, 720))).attach(app)
+    assert app.probes == [hook.probe] and app.hooks == [hook]
+    black = model_input(np.zeros((H, W, 3), np.uint8))
+    pred = FramePrediction(Lanes(np.full((4, 3), NO_POINT, np.float32), np.zeros(3, np.float32),
+                                 np.zeros(4, np.float32)), Detections())  # fmt: skip
+    for i in range(6):  # the probe on the loop's side, the hook on the output side
+        hook.probe(black + np.float32(i * 1e-3))
+        record: dict = {}
+        hook(SimpleNamespace(index=i), SimpleNamespace(pred=pred), record)
+    assert record["monitor"]["state"] == "alert" and record["monitor"]["cause"] == "blocked"
+    assert app.hud.lines()["monitor"] == "ALERT blocked"
+    reason = "blocked: 5 frames in a row near-black or blank"  # when the alert began
+    assert hook.summary()["alerts"] == [{"frame": 4, "reason": reason}]
+    assert "1 alert(s), the first at frame 4: blocked" in hook.summary_line()

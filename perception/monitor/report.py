@@ -214,6 +214,23 @@ def _fmt(x: float | None, spec: str = ".3g") -> str:
     return "-" if x is None else format(x, spec)
 
 
+def _property_rows(s: dict[str, Any], prof: MonitorProfile) -> list[str]:
+    """The whole-run table: one row per property."""
+    rows = [
+        "| property | median | training range | out of range | PSI | KS (p) | W / std | drift |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, v in s["properties"].items():
+        e = prof.raw["properties"][name]
+        rows.append(
+            f"| {name} | {v['median']:.3g} | {_range_text(e, prof.config.rare_mass)} | "
+            f"{100 * v['out']:.1f} % | {v['psi']:.2f} ({v['psi_reading']}) | "
+            f"{v['ks']:.2f} ({_fmt(v['ks_p'], '.2g')}) | {v['wasserstein']:.2f} | "
+            f"{'yes' if v['drift'] else 'no'} |"
+        )
+    return rows
+
+
 def markdown(s: dict[str, Any], t: Trace, prof: MonitorProfile, title: str) -> str:
     """report.md: the verdict first, then the alerts and the whole-run table."""
     sh = s["state_share"]
@@ -251,21 +268,7 @@ def markdown(s: dict[str, Any], t: Trace, prof: MonitorProfile, title: str) -> s
             lines.append(f"| {a['frame']} | {a['clip']} | {a['cause']} | {a['reason']} | {img} |")
     else:
         lines.append("No alert.")
-    lines += [
-        "",
-        "## Properties over the whole run",
-        "",
-        "| property | median | training range | out of range | PSI | KS (p) | W / std | drift |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for name, v in s["properties"].items():
-        e = prof.raw["properties"][name]
-        lines.append(
-            f"| {name} | {v['median']:.3g} | {_range_text(e, prof.config.rare_mass)} | "
-            f"{100 * v['out']:.1f} % | {v['psi']:.2f} ({v['psi_reading']}) | "
-            f"{v['ks']:.2f} ({_fmt(v['ks_p'], '.2g')}) | {v['wasserstein']:.2f} | "
-            f"{'yes' if v['drift'] else 'no'} |"
-        )
+    lines += ["", "## Properties over the whole run", "", *_property_rows(s, prof)]
     if s["frames"] < 10 * len(prof.edges[0]):
         lines += [
             "",
