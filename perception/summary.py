@@ -31,6 +31,13 @@ def _load(path: str | None) -> tuple[dict[str, Any] | None, str]:
     return (d, "") if isinstance(d, dict) else (None, f"{path}: not a JSON object")
 
 
+def _get(d: Any, *keys: str) -> Any:
+    """d[k1][k2]..., None where a level is missing or not an object."""
+    for k in keys:
+        d = d.get(k) if isinstance(d, dict) else None
+    return d
+
+
 def _pct(v: Any) -> str:
     return f"{100 * v:.1f} %" if isinstance(v, int | float) else "n/a"
 
@@ -48,14 +55,10 @@ def _sim(path: str | None) -> list[str]:
         return [f"Simulated test split: {why}"]
     out = [f"Simulated test split ({path}):"]
     for name, m in d.items():
-        if not isinstance(m, dict) or "lanes" not in m:
-            continue
-        ap = ((m.get("detection") or {}).get("ap50") or {}).get("mean")
-        dist = (m.get("distance") or {}).get("median_rel_error")
-        out.append(
-            f"{_lanes(name, m)} | AP50 {_pct(ap)} | distance error {_pct(dist)} "
-            f"({m.get('frames', '?')} frames)"
-        )
+        if isinstance(m, dict) and "lanes" in m:
+            ap, dist = _get(m, "detection", "ap50", "mean"), _get(m, "distance", "median_rel_error")
+            tail = f"AP50 {_pct(ap)} | distance error {_pct(dist)} ({m.get('frames', '?')} frames)"
+            out.append(f"{_lanes(name, m)} | {tail}")
     return out
 
 
@@ -65,15 +68,11 @@ def _real(path: str | None) -> list[str]:
         return [f"Real footage: {why}"]
     out = [f"Real footage ({path}, {d.get('frames', '?')} frames):"]
     for key in ("demo", "undistorted"):
-        m = d.get(key)
-        if not isinstance(m, dict):
-            continue
-        recall = (m.get("vehicle_recall") or {}).get("iou50")
-        false = (m.get("false_vehicle_boxes_per_frame") or {}).get("iou50")
-        out.append(
-            f"{_lanes(key, m)} | vehicle recall@0.5 {_pct(recall)} | "
-            f"false boxes/frame {false if false is None else round(false, 2)}"
-        )
+        if isinstance(m := d.get(key), dict):
+            recall = _pct(_get(m, "vehicle_recall", "iou50"))
+            false = _get(m, "false_vehicle_boxes_per_frame", "iou50")
+            tail = f"false boxes/frame {false if false is None else round(false, 2)}"
+            out.append(f"{_lanes(key, m)} | vehicle recall@0.5 {recall} | {tail}")
     return out
 
 
