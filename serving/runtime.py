@@ -11,6 +11,7 @@ Runtime's intra-op pool, Numba's and OpenCV's share the same cores and must not 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,14 +34,18 @@ from serving.undistort import UndistortingPreprocessor, distort_prediction
 Infer = Callable[[np.ndarray], ModelOutputs[np.ndarray]]  # float32[1, 3, h, w] -> outputs
 Decoder = Callable[[ModelOutputs[np.ndarray]], FramePrediction]  # one image's outputs
 MakeDecoder = Callable[[ModelContract, int, int], Decoder]  # for a source of width x height
+GIL_SWITCH_S = 0.0005  # the interpreter's switch interval in the loop (see configure_threads)
 
 
 def configure_threads(numba_threads: int = 1, cv2_threads: int = 1) -> None:
     """Call once at start-up, before the first frame. OMP_WAIT_POLICY=PASSIVE stops idle
     OpenMP workers spinning on a core the next stage needs (it only takes effect when set
     before the pools start: the CLI entry points set it too). ONNX Runtime's threads are a
-    session option (serving.engine)."""
+    session option (serving.engine). The interpreter's switch interval goes down to 0.5 ms:
+    when the output thread runs Python (the record, the overlay's text) just as the loop's
+    thread needs the GIL back, the loop waits at most that long, not the default 5 ms."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_S))
     cv2.setNumThreads(cv2_threads)
     try:
         import numba
