@@ -28,10 +28,9 @@ from tqdm import tqdm
 from perception.dataset.split import load_splits
 from perception.errors import UserError
 from perception.model import loss as losses
-from perception.model.data import FrameCache, TrainSet
+from perception.model.data import FrameCache, FrameStream, TrainSet
 from perception.model.files import load_model, load_torch_file, model_file, save_atomic
 from perception.model.net import NetConfig, PerceptionNet, contract_for
-from perception.model.stream import FrameStream
 from perception.params import TrainParams, load_params, section
 
 

@@ -11,8 +11,7 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from perception.dataset.schema import Dataset
 from perception.dataset.split import run_split
-from perception.model.data import FrameCache, TrainSet
-from perception.model.stream import FrameStream
+from perception.model.data import FrameCache, FrameStream, TrainSet
 from perception.params import DataParams, SplitParams
 from perception.sim.generate import generate
 from serving.contract import ModelContract

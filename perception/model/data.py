@@ -1,10 +1,10 @@
 """Training frames: decoded once, resized with the serving preprocessing, kept in memory.
 
 Decoding a 1280x720 JPEG costs ~6 ms; an epoch reads each frame once, so the frames are
-decoded and resized once up front (the same Numba resize the real-time loop uses, so the
+decoded and resized once up front (the same resize the real-time loop uses, so the
 network never sees pixels that serving would not produce) and kept as uint8. 3,400 frames at
 448x256 take 1.2 GB. For a dataset larger than memory, `train.stream: true` reads them from
-disk in the loader's workers instead (perception.model.stream), through the same load_frame.
+disk in the loader's workers instead (FrameStream), through the same load_frame.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def load_frame(path: str, contract: ModelContract) -> np.ndarray:
 
 
 class FrameSource(Protocol):
-    """What TrainSet reads: FrameCache (in memory) or perception.model.stream.FrameStream."""
+    """What TrainSet reads: FrameCache (in memory) or FrameStream."""
 
     contract: ModelContract
     labels: list[FrameLabel]
@@ -67,8 +67,10 @@ class FrameSource(Protocol):
     def image(self, i: int) -> np.ndarray: ...  # uint8[H, W, 3] RGB at model input size
 
 
-class FrameCache:
-    """Every frame of the given clips, resized to the model input, with labels and sizes."""
+class FrameStream:
+    """The frames of the given clips, decoded on each access (`train.stream: true`): only
+    labels and paths stay in memory, frames are decoded in the DataLoader's worker processes
+    (`train.loader_workers`), so memory stays flat whatever the dataset's size."""
 
     def __init__(
         self,
@@ -80,12 +82,7 @@ class FrameCache:
     ):
         self.contract = contract
         items = frame_items(root, clip_ids, max_frames)
-        h, w = contract.input_height, contract.input_width
-        self.images = np.empty((len(items), h, w, 3), np.uint8)
-        for i, (path, *_rest) in enumerate(
-            tqdm(items, desc="decode", disable=not progress, unit="frame")
-        ):
-            self.images[i] = load_frame(path, contract)
+        self.paths = [it[0] for it in items]
         self.labels = [it[1] for it in items]
         self.sizes = [(it[2], it[3]) for it in items]
         self.h_samples = [it[4] for it in items]
@@ -93,6 +90,31 @@ class FrameCache:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def image(self, i: int) -> np.ndarray:
+        """uint8[input_height, input_width, 3] RGB."""
+        return load_frame(self.paths[i], self.contract)
+
+
+class FrameCache(FrameStream):
+    """The same frames, each decoded and resized once up front and kept (448x256 RGB uint8,
+    344 KB a frame): the fast choice while the dataset fits in memory."""
+
+    def __init__(
+        self,
+        root: str,
+        clip_ids: list[str],
+        contract: ModelContract,
+        progress: bool = True,
+        max_frames: int | None = None,
+    ):
+        super().__init__(root, clip_ids, contract, progress, max_frames)
+        h, w = contract.input_height, contract.input_width
+        self.images = np.empty((len(self.paths), h, w, 3), np.uint8)
+        for i, path in enumerate(
+            tqdm(self.paths, desc="decode", disable=not progress, unit="frame")
+        ):
+            self.images[i] = load_frame(path, contract)
 
     def image(self, i: int) -> np.ndarray:
         return self.images[i]
