@@ -20,8 +20,10 @@ from serving.stats import describe_ms
 from serving.target import Profile, fingerprint
 
 NOTES = [
-    "e2e = capture -> result (warnings available) per frame: pre + infer + post + track and "
-    "the loop's own bookkeeping; frames are decoded into memory beforehand",
+    "e2e = frame decoded -> result (warnings available) per frame: pre + infer + post + "
+    "track (+ monitor) and the loop's own bookkeeping; the frames are decoded into memory "
+    "beforehand and copied by the capture thread as it takes each one (a fresh buffer, as a "
+    "decoder writes)",
     "output latency = capture -> record, overlay and video written (the output thread)",
     "FPS = frames / wall time of the variant's own blocks (threads started per block)",
     f"variants run in alternating blocks of {runs.BLOCK} frames on the same frames; the "

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,14 +63,14 @@ def load_frames(
     return frames, calib, used
 
 
-def feed(frames: list[Frame], start: int, n: int, fps: float) -> list[Frame]:
+def feed(frames: list[Frame], start: int, n: int, fps: float) -> Iterator[Frame]:
     """n frames from start (cycling through the decoded ones), timestamped as a camera at
-    fps would, so that tracking sees time move on."""
-    out = []
+    fps would, so that tracking sees time move on. Each is a fresh copy made as the capture
+    thread takes it (its 'decode' stage), as a decoder writes a new buffer per frame: the
+    loop then finds it where a decoded frame would be (in the cache), not cold in memory."""
     for i in range(start, start + n):
         f = frames[i % len(frames)]
-        out.append(Frame(i, f.image, round(i * 1e9 / fps), f.speed_mps))
-    return out
+        yield Frame(i, f.image.copy(), round(i * 1e9 / fps), f.speed_mps)
 
 
 def model_only(rt: Runtime, frames: list[Frame], start: int, n: int, out: list[float]) -> None:
