@@ -142,7 +142,7 @@ def markdown(res: dict[str, Any]) -> str:
         f"{t['description']}. Main variant **{res['main_variant']}** on "
         f"{', '.join(res['providers_used'])}; {fr['timed']} timed frames per variant "
         f"({fr['distinct']} distinct, {fr['width']}x{fr['height']}, test split), "
-        f"{fr['warmup']} warm-up frames excluded. e2e: capture to result (warnings).",
+        f"{fr['warmup']} warm-up frames excluded. e2e: frame decoded to result (warnings).",
         "",
         "## Machine",
         "",
@@ -331,7 +331,7 @@ def plot(res: dict[str, Any], e2e_samples: dict[str, list[float]], path: Path) -
         a = np.sort(np.asarray(xs))
         ax2.plot(a, np.arange(1, len(a) + 1) / len(a), label=name)
     ax2.axvline(res["target"]["budget"]["e2e_p50_ms"], ls="--", c="gray", label="p50 budget")
-    ax2.set_xlabel("end-to-end latency, capture to result (ms)")
+    ax2.set_xlabel("end-to-end latency, frame decoded to result (ms)")
     ax2.set_ylabel("fraction of frames")
     ax2.set_title("e2e latency CDF")
     ax2.legend(fontsize="small")
