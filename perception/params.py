@@ -112,7 +112,7 @@ class TrainParams:
 
     SECTION: ClassVar[str] = "train"
     seed: int = 7
-    epochs: int = 9
+    epochs: int = 2
     batch_size: int = 16
     lr: float = 0.002
     weight_decay: float = 0.0001
@@ -120,8 +120,8 @@ class TrainParams:
     loader_workers: int = 0
     max_frames: int = 0  # 0 = every training frame
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (see perception.train.amp_dtype)
-    backbone: str = "resnet"  # resnet (from scratch) | lite0 (ImageNet EfficientNet-Lite0)
-    freeze_blocks: int = 0  # lite0: stem and this many blocks keep their ImageNet weights
+    backbone: str = "lite0"  # lite0 (ImageNet EfficientNet-Lite0) | resnet (from scratch)
+    freeze_blocks: int = 4  # lite0: stem and this many blocks keep their ImageNet weights
     stream: bool = False  # read frames from disk in the loader's workers (flat memory)
 
 
