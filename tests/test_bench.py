@@ -66,6 +66,7 @@ def _bad(tmp_path: Path, edit: dict[str, object] | None = None, drop: str | None
         (None, "threads", "threads"),
         ({"device": "tpu"}, None, "device"),
         ({"budget.e2e_p99_ms": -5}, None, "budget.e2e_p99_ms"),
+        ({"budget.model_p50_ms": 0}, None, "budget.model_p50_ms"),
         ({"variant": "int4"}, None, "variant"),
         ({"threads": "two"}, None, "threads"),
         ({"variants_side_by_side": ["fp32", "bf16"]}, None, "variants_side_by_side"),
@@ -186,7 +187,9 @@ def test_short_bench_run(bench_assets: Path, tmp_path: Path, capsys: pytest.Capt
     assert res["micro"]["scene"]["tracks_mean"] >= 15
     assert res["paced"]["frames_offered"] == 10
     assert {v["status"] for v in res["verdicts"]} <= {"PASS", "FAIL", "SKIP"}
-    assert len(res["verdicts"]) == 12
+    assert len(res["verdicts"]) == 13  # cpu-2core.yaml has the optional model-only budget
+    model_check = next(v for v in res["verdicts"] if v["check"].startswith("model-only p50"))
+    assert model_check["limit"] == 12.0 and model_check["value"] == res["model"]["p50_ms"]
     md = (out / "bench.md").read_text()
     # the monitor: its image half in the loop's thread (a stage), its whole cost per frame
     assert res["stages"]["monitor"]["p50_ms"] > 0 and by["naive"]["stages"]["monitor"]["n"] == 20

@@ -55,6 +55,9 @@ def verdicts(res: dict[str, Any]) -> list[dict[str, Any]]:
             f"{p50:.2f} vs {model:.2f} ms ({p50 / model:.3f}x)",
         ),
     ]
+    if (limit := b.get("model_p50_ms")) is not None:
+        check = f"model-only p50 ({res['main_variant']}) <= budget (ms)"
+        out.append(_at_most(check, model, limit, f"{model:.2f} ms"))
     ov = _variant(res, res["main_variant"] + OVERLAY)
     r = ov["e2e"]["p50_ms"] / model if ov else None
     detail = f"{ov['e2e']['p50_ms']:.2f} vs {model:.2f} ms ({r:.3f}x)" if ov and r else "not run"
