@@ -4,6 +4,8 @@ on it runs and exports its contract's normalisation."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -63,3 +65,38 @@ def test_perception_net_on_lite0_freezes_and_runs() -> None:
     out.lane_logits.sum().backward()
     assert net.lite._blocks[0]._depthwise_conv.weight.grad is None
     assert net.lite._blocks[12]._depthwise_conv.weight.grad is not None
+
+
+def test_lite0_model_exports_with_parity_and_quantises(tmp_path: Path) -> None:
+    """The default model's path past training: model.pt -> ONNX (TF "same" padding as explicit
+    pads, fixed by the input size) -> ONNX Runtime agrees with PyTorch on photos; the INT8
+    model keeps the same contract and a heatmap that follows the FP32 one."""
+    from dataclasses import replace
+
+    from perception.export.onnx_export import export_onnx
+    from perception.export.parity import check_parity
+    from perception.export.quantize import quantize_int8
+    from perception.model.files import model_file, save_atomic
+    from perception.params import TrainParams
+    from serving.engine import Engine, read_contract
+    from serving.preprocess import Preprocessor
+
+    cfg = NetConfig(backbone="lite0", freeze_blocks=4)
+    torch.manual_seed(0)
+    net = PerceptionNet(contract_for(cfg), cfg).eval()
+    params = replace(TrainParams(), backbone="lite0", freeze_blocks=4)
+    save_atomic(model_file(net, params, {}), tmp_path / "model.pt")
+    onnx_path = export_onnx(tmp_path / "model.pt", tmp_path / "lite0.onnx", {})
+    assert read_contract(onnx_path).mean == (lite0.MEAN,) * 3
+    photos = [skimage_data.chelsea(), skimage_data.coffee(), skimage_data.astronaut()]
+    frames = [cv2.resize(p[..., ::-1], (640, 360)) for p in photos]  # BGR, as a video gives
+    report = check_parity(tmp_path / "model.pt", onnx_path, frames)
+    assert report["ok"], report
+    assert max(report["raw_max_abs_diff"].values()) < 1e-3
+    pre = Preprocessor(read_contract(onnx_path))
+    int8 = quantize_int8(onnx_path, tmp_path / "lite0.int8.onnx", (pre(f).copy() for f in frames))
+    fp32, q = Engine(onnx_path, "cpu", threads=2), Engine(int8, "cpu", threads=2)
+    assert q.contract == fp32.contract
+    x = pre(frames[0]).copy()
+    a, b = fp32.run(x).heatmap, q.run(x).heatmap
+    assert np.isfinite(b).all() and np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9
