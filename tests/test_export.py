@@ -159,3 +159,41 @@ def test_variants_load_and_decode(exported: dict[str, Path], variant: str) -> No
     assert np.abs(out.heatmap.astype(np.float32) - ref.heatmap).max() < 0.1
     pred = Postprocessor(contract, 640, 360)(out.image(0))
     assert pred.lanes.xs.shape == (4, len(contract.row_anchors))
+
+
+def test_fold_pads_moves_asymmetric_zero_pads_into_the_conv(tmp_path: Path) -> None:
+    """TF "same" padding (bottom/right heavier) exported as Pad + Conv: after fold_pads the
+    graph has no Pad and ONNX Runtime gives the same numbers; a Pad that fills with a value
+    other than zero is not a Conv's padding and stays."""
+    import onnxruntime as ort
+    import torch.nn.functional as F
+
+    from perception.export.fold_pads import fold_pads
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = torch.nn.Conv2d(3, 4, 3, 2, groups=1)
+            self.b = torch.nn.Conv2d(4, 4, 5, 2, padding=1, groups=4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.a(F.pad(x, [0, 1, 0, 1]))
+            y = self.b(F.pad(y, [1, 2, 0, 1]))
+            return F.pad(y, [1, 1, 1, 1], value=0.5)
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 20, 24)
+    path = tmp_path / "pads.onnx"
+    torch.onnx.export(Net().eval(), (x,), str(path), opset_version=17, dynamo=False,
+                      input_names=["x"], dynamic_axes={"x": {0: "batch"}})  # fmt: skip
+    model = onnx.load(str(path))
+    assert fold_pads(model) == 2
+    onnx.checker.check_model(model, full_check=True)
+    assert [n.op_type for n in model.graph.node].count("Pad") == 1  # the 0.5 fill stays
+    conv_pads = [list(a.ints) for n in model.graph.node if n.op_type == "Conv"
+                 for a in n.attribute if a.name == "pads"]  # fmt: skip
+    assert conv_pads == [[0, 0, 1, 1], [1, 2, 2, 3]]  # begin h, w; end h, w (b had 1 of its own)
+    run = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    ref = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got, exp = run.run(None, {"x": x.numpy()})[0], ref.run(None, {"x": x.numpy()})[0]
+    np.testing.assert_allclose(got, exp, atol=1e-6)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import onnx
 import pytest
 import torch
 from skimage import data as skimage_data
@@ -88,6 +89,8 @@ def test_lite0_model_exports_with_parity_and_quantises(tmp_path: Path) -> None:
     save_atomic(model_file(net, params, {}), tmp_path / "model.pt")
     onnx_path = export_onnx(tmp_path / "model.pt", tmp_path / "lite0.onnx", {})
     assert read_contract(onnx_path).mean == (lite0.MEAN,) * 3
+    ops = [n.op_type for n in onnx.load(str(onnx_path)).graph.node]
+    assert "Pad" not in ops and "Shape" not in ops, "same padding folded into the Convs"
     photos = [skimage_data.chelsea(), skimage_data.coffee(), skimage_data.astronaut()]
     frames = [cv2.resize(p[..., ::-1], (640, 360)) for p in photos]  # BGR, as a video gives
     report = check_parity(tmp_path / "model.pt", onnx_path, frames)

@@ -11,6 +11,7 @@ from typing import Any
 import onnx
 import torch
 
+from perception.export.fold_pads import fold_pads
 from perception.model.files import load_model
 from serving.contract import OUTPUT_NAMES
 from serving.files import atomic_write_bytes
@@ -70,6 +71,7 @@ def export_onnx(model_pt: str | Path, out: str | Path, extra_meta: dict[str, str
             dynamo=False,
         )
         model = onnx.load(str(f))
+    fold_pads(model)  # Lite0's "same" padding: see fold_pads.py
     set_metadata(model, {**c.to_metadata(), **extra_meta})
     model.producer_name = "perception-pipeline"
     onnx.checker.check_model(model, full_check=True)

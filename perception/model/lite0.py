@@ -45,7 +45,10 @@ class SameConv(nn.Conv2d):
     extra pixel (when the total is odd) at the bottom and right."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        ih, iw = x.shape[-2:]
+        # int(): under ONNX tracing the sizes are tensors; as ints the pads export as
+        # constants that ONNX Runtime folds into the Conv (traced, they were a shape
+        # computation per convolution at run time: 2x the inference time)
+        ih, iw = int(x.shape[-2]), int(x.shape[-1])
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
         ph = max((math.ceil(ih / sh) - 1) * sh + kh - ih, 0)
         pw = max((math.ceil(iw / sw) - 1) * sw + kw - iw, 0)
