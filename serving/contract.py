@@ -46,6 +46,7 @@ def tusimple_h_samples(image_height: int = 720) -> list[int]:
 # ---------------------------------------------------------------------------------------
 
 CONTRACT_VERSION = 1
+OPTIONAL_KEYS = ("class_thresholds",)  # added within version 1: absent means the default
 
 Array = TypeVar("Array")  # numpy.ndarray in serving, torch.Tensor in training
 
@@ -102,6 +103,10 @@ class ModelContract:
     lane_cells: int = 100  # G: columns cells over the image width
     stride: int = 8  # heatmap cell size, input pixels
     score_threshold: float = 0.3
+    # per class, in class_names order: the operating threshold chosen on the validation split
+    # (`perception export --operating-points`, best F1 at IoU 0.5); empty: score_threshold
+    # for every class. Optional in the metadata (a file without it uses score_threshold).
+    class_thresholds: tuple[float, ...] = ()
     nms_iou: float = 0.6
     lane_exist_threshold: float = 0.5
     max_detections: int = 100
@@ -128,6 +133,14 @@ class ModelContract:
         for key in ("score_threshold", "nms_iou", "lane_exist_threshold"):
             v = getattr(self, key)
             _need(key, v, _numbers((v,)) and 0.0 <= v <= 1.0, "a number from 0 to 1")
+        v = self.class_thresholds
+        ok = v == () or (_numbers(v, len(self.class_names)) and all(0.0 <= x <= 1.0 for x in v))
+        _need("class_thresholds", v, ok, "empty, or a number from 0 to 1 per class")
+
+    def thresholds(self) -> tuple[float, ...]:
+        """The score each class's detections must reach in the loop: class_thresholds when
+        set, else score_threshold for every class."""
+        return self.class_thresholds or (self.score_threshold,) * len(self.class_names)
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -146,9 +159,18 @@ class ModelContract:
             (n_l,),
         )
 
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a dict; an optional key (OPTIONAL_KEYS) only when it differs from
+        its default, so a contract that does not use it writes the same bytes as before."""
+        d = asdict(self)
+        for f in fields(self):
+            if f.name in OPTIONAL_KEYS and getattr(self, f.name) == f.default:
+                del d[f.name]
+        return d
+
     def to_metadata(self) -> dict[str, str]:
         """ONNX metadata_props: one JSON value per key, prefixed "contract."."""
-        return {f"contract.{k}": json.dumps(v) for k, v in asdict(self).items()}
+        return {f"contract.{k}": json.dumps(v) for k, v in self.to_dict().items()}
 
     @classmethod
     def from_metadata(cls, meta: dict[str, str], source: str = "model") -> ModelContract:
@@ -159,6 +181,8 @@ class ModelContract:
         values: dict[str, Any] = {}
         for f in fields(cls):
             key = f"contract.{f.name}"
+            if key not in meta and f.name in OPTIONAL_KEYS:
+                continue
             if key not in meta:
                 raise ContractError(f"{source}: contract lacks {f.name}")
             try:

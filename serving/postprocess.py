@@ -159,7 +159,7 @@ def nms(
 def decode_boxes(
     heat: np.ndarray,
     box: np.ndarray,
-    threshold: float,
+    thresholds: np.ndarray,
     stride: float,
     sx: float,
     sy: float,
@@ -169,12 +169,13 @@ def decode_boxes(
     max_out: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """heat float32[C, h, w] probabilities, box float32[4, h, w] l t r b distances (input
-    pixels) -> (boxes float32[N, 4] source pixels, scores, classes).
+    pixels), thresholds float32[C] per class -> (boxes float32[N, 4] source pixels, scores,
+    classes).
 
-    A candidate is a cell above threshold that is the maximum of its 3x3 neighbourhood in
-    its class (CenterNet's peak test); class-wise NMS then removes duplicates between
-    neighbouring peaks. sx, sy scale input pixels to source pixels; boxes are clipped to
-    width x height."""
+    A candidate is a cell at or above its class's threshold that is the maximum of its 3x3
+    neighbourhood in its class (CenterNet's peak test); class-wise NMS then removes
+    duplicates between neighbouring peaks. sx, sy scale input pixels to source pixels; boxes
+    are clipped to width x height."""
     n_cls, h, w = heat.shape
     cap = 4 * max_out
     boxes = np.empty((cap, 4), np.float32)
@@ -182,6 +183,7 @@ def decode_boxes(
     classes = np.empty(cap, np.int32)
     n = 0
     for c in range(n_cls):
+        threshold = thresholds[c]
         for y in range(h):
             for x in range(w):
                 v = heat[c, y, x]
@@ -223,15 +225,18 @@ class Postprocessor:
         self.rows = (np.asarray(contract.row_anchors, np.float32) * height).astype(np.float32)
         self.sx = width / contract.input_width
         self.sy = height / contract.input_height
+        self.thresholds = np.asarray(contract.thresholds(), np.float32)
 
     def __call__(
         self, out: ModelOutputs[np.ndarray], score_threshold: float | None = None
     ) -> FramePrediction:
         """One image's outputs (no batch axis: ``outputs.image(0)``) -> FramePrediction in
-        source pixels. score_threshold overrides the contract's (evaluation ranks detections
-        down to a lower one for AP)."""
+        source pixels. score_threshold overrides the contract's per-class thresholds with one
+        for every class (evaluation ranks detections down to a low one for AP)."""
         c = self.c
-        thr = c.score_threshold if score_threshold is None else score_threshold
+        thr = self.thresholds
+        if score_threshold is not None:
+            thr = np.full(len(thr), score_threshold, np.float32)
         b, s, k = decode_boxes(
             out.heatmap,
             out.box,

@@ -86,7 +86,7 @@ def test_evaluate_real_writes_metrics_overlays_and_summary(
     assert "| lane accuracy (bar >= 88 %) |" in capsys.readouterr().out
     doc = json.loads((out / "metrics.json").read_text())
     assert (doc["frames"], doc["gt_lanes"], doc["gt_vehicles"]) == (8, 24, 28)
-    assert doc["score_threshold"] == 0.3  # the contract's, as the demo runs
+    assert doc["score_thresholds"] == dict.fromkeys(CLASS_NAMES, 0.3)  # the demo's (contract)
     for run in ("demo", "undistorted"):
         m = doc[run]
         assert set(m["vehicle_recall"]) == {"iou50", "iou30"} and len(m["per_frame"]) == 8

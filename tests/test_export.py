@@ -197,3 +197,25 @@ def test_fold_pads_moves_asymmetric_zero_pads_into_the_conv(tmp_path: Path) -> N
     ref = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got, exp = run.run(None, {"x": x.numpy()})[0], ref.run(None, {"x": x.numpy()})[0]
     np.testing.assert_allclose(got, exp, atol=1e-6)
+
+
+def test_export_takes_the_validation_operating_points(exported: dict[str, Path]) -> None:
+    """--operating-points: each class's best-F1 score on the validation split becomes its
+    threshold in the file's contract; a file without them is a one-line UserError."""
+    from perception.errors import UserError
+    from perception.export.onnx_export import operating_thresholds
+
+    root = exported["root"]
+    ops = {"car": 0.45, "truck": 0.4, "pedestrian": 0.6, "cyclist": 0.35}
+    doc = {"model": {"detection": {"operating": {k: {"score": v} for k, v in ops.items()}}}}
+    (root / "val.json").write_text(json.dumps(doc))
+    out = export_onnx(exported["pt"], root / "op.onnx", {}, root / "val.json")
+    c = read_contract(out)
+    assert c.class_thresholds == tuple(ops.values()) and c.thresholds() == c.class_thresholds
+    assert c.score_threshold == ModelContract().score_threshold
+    # a model exported without them keeps one threshold, and the bytes of before
+    assert "contract.class_thresholds" not in metadata(onnx.load(str(exported["onnx"])))
+    del doc["model"]["detection"]["operating"]["cyclist"]
+    (root / "bad.json").write_text(json.dumps(doc))
+    with pytest.raises(UserError, match=r"bad\.json: no operating point per class"):
+        operating_thresholds(root / "bad.json", ModelContract().class_names)

@@ -190,6 +190,24 @@ def test_coco_no_detections_and_slices():
     assert empty["ap50"]["mean"] is None and empty["pr"] == []
 
 
+def test_coco_operating_point_is_the_best_f1_score():
+    """4 cars; by score: hit .9, hit .8, miss .7, hit .6, miss .5, miss .4. Cut at .6: P 3/4,
+    R 3/4, F1 .75; at .8: P 1, R 1/2, F1 .67; lower cuts only add misses. The operating
+    threshold is the score .6 (COCOeval's interpolated curve, 101 recall points)."""
+    cars = [[100 + 200 * i, 100, 200 + 200 * i, 200] for i in range(4)]
+    gt = coco_gt([(1, b) for b in cars])
+    far = [[100 + 200 * i, 500, 200 + 200 * i, 600] for i in range(3)]
+    dets = [det(1, cars[0], 0.9), det(1, cars[1], 0.8), det(1, far[0], 0.7),
+            det(1, cars[2], 0.6), det(1, far[1], 0.5), det(1, far[2], 0.4)]  # fmt: skip
+    op = detection.coco_ap(gt, dets)["operating"]
+    assert set(op) == {"car"}  # classes without gt have no operating point
+    assert op["car"]["score"] == pytest.approx(0.6)
+    assert op["car"]["precision"] == pytest.approx(0.75) and op["car"]["f1"] == pytest.approx(0.75)
+    assert op["car"]["recall"] == pytest.approx(0.75)
+    # nothing found: no threshold keeps a true box, so keep nothing
+    assert detection.coco_ap(gt, [det(1, far[0], 0.9)])["operating"]["car"]["score"] == 1.0
+
+
 # ---------------------------------------------------------------- distance
 
 

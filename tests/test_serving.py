@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from serving.contract import ModelContract
-from serving.postprocess import NO_POINT, decode_boxes, decode_lanes, nms
+from serving.contract import ContractError, ModelContract, ModelOutputs
+from serving.postprocess import NO_POINT, Postprocessor, decode_boxes, decode_lanes, nms
 from serving.preprocess import Preprocessor, resize_rgb_u8
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,10 +103,36 @@ def test_decode_boxes_peaks_and_geometry() -> None:
     heat[1, 3, 5] = 0.5  # not a peak: its neighbour is higher
     heat[2, 6, 1] = 0.4
     box = np.full((4, 8, 8), 8.0, np.float32)
-    b, s, k = decode_boxes(heat, box, 0.3, 8.0, 2.0, 2.0, 1000.0, 1000.0, 0.6, 100)
+    thr = np.full(4, 0.3, np.float32)
+    b, s, k = decode_boxes(heat, box, thr, 8.0, 2.0, 2.0, 1000.0, 1000.0, 0.6, 100)
     assert k.tolist() == [1, 2] and np.allclose(s, [0.9, 0.4])
     # cell (y=3, x=4): centre (36, 28) input px, +-8 -> (28, 20, 44, 36) * 2
     assert np.allclose(b[0], [56, 40, 88, 72])
+    # per-class thresholds: the pedestrian (0.4) needs 0.45 now, the truck (0.9) still passes;
+    # a score exactly at its class's threshold is kept
+    thr = np.array([0.3, 0.9, 0.45, 0.3], np.float32)
+    b, s, k = decode_boxes(heat, box, thr, 8.0, 2.0, 2.0, 1000.0, 1000.0, 0.6, 100)
+    assert k.tolist() == [1] and np.allclose(s, [0.9])
+
+
+def test_class_thresholds_in_the_contract_and_the_decode() -> None:
+    c = ModelContract(class_thresholds=(0.5, 0.4, 0.7, 0.6))
+    assert ModelContract.from_metadata(c.to_metadata()) == c
+    assert ModelContract().thresholds() == (0.3,) * 4  # empty: score_threshold for each class
+    # a file written before the key existed reads as "no per-class thresholds"
+    meta = {k: v for k, v in c.to_metadata().items() if k != "contract.class_thresholds"}
+    assert ModelContract.from_metadata(meta).class_thresholds == ()
+    for bad in ((0.5, 0.5), (0.5, 0.5, 0.5, 1.5), (0.5, 0.5, 0.5, float("nan"))):
+        with pytest.raises(ContractError, match="class_thresholds"):
+            ModelContract(class_thresholds=bad)
+    heat = np.zeros((4, 32, 56), np.float32)
+    heat[0, 5, 5], heat[2, 20, 20] = 0.55, 0.65  # a car above 0.5, a pedestrian below 0.7
+    box = np.full((4, 32, 56), 8.0, np.float32)
+    outs = ModelOutputs(heat, box, np.zeros((4, 56, 101), np.float32), np.zeros(4, np.float32))
+    post = Postprocessor(c, 1280, 720)
+    assert post(outs).detections.classes.tolist() == [0]
+    # evaluation's override ranks every class down to one low threshold
+    assert sorted(post(outs, score_threshold=0.05).detections.classes.tolist()) == [0, 2]
 
 
 def _demo(args: list[str]) -> subprocess.CompletedProcess[str]:

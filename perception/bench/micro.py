@@ -143,6 +143,7 @@ def bench_decode(c: ModelContract, reps: int, threshold: float = 0.01) -> dict[s
     heat, box = synthetic_heads(c)
     boxes, scores, classes = candidates(heat, box, threshold, c.stride)
     n, iou, s = len(scores), c.nms_iou, float(c.stride)
+    per_class = np.full(len(c.class_names), threshold, np.float32)
     tb, ts, tc = torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(classes)
 
     def numpy_decode(r: int) -> object:
@@ -152,7 +153,7 @@ def bench_decode(c: ModelContract, reps: int, threshold: float = 0.01) -> dict[s
     stats = interleaved(
         {
             "serving_decode": lambda r: decode_boxes(
-                heat, box, threshold, s, 1.0, 1.0, 1e6, 1e6, iou, n
+                heat, box, per_class, s, 1.0, 1.0, 1e6, 1e6, iou, n
             ),
             "serving_nms": lambda r: nms(boxes, scores, classes, iou, n),
             "torchvision_nms": lambda r: torchvision.ops.batched_nms(tb, ts, tc, iou),

@@ -42,7 +42,9 @@ def naive_preprocess(frame: np.ndarray, c: ModelContract) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
 
 
-def numpy_peaks(heat: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def numpy_peaks(
+    heat: np.ndarray, threshold: float | np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """heat float32[C, h, w] -> (class, y, x) int arrays of cells >= threshold that are the
     maximum of their 3x3 neighbourhood (a max-pool done with numpy shifts)."""
     c, h, w = heat.shape
@@ -91,7 +93,7 @@ def numpy_decode_boxes(
     heat: np.ndarray, box: np.ndarray, c: ModelContract, width: int, height: int
 ) -> Detections:
     """heat float32[C, h, w], box float32[4, h, w] -> Detections in source pixels."""
-    k, y, x = numpy_peaks(heat, c.score_threshold)
+    k, y, x = numpy_peaks(heat, np.asarray(c.thresholds(), np.float32)[:, None, None])
     cx, cy = (x + 0.5) * c.stride, (y + 0.5) * c.stride
     sx, sy = width / c.input_width, height / c.input_height
     boxes = np.stack(

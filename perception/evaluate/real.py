@@ -150,6 +150,7 @@ def evaluate_real(
     p = replace(params, min_box_height_px=0.0, max_occlusion=1.0)
     gt = coco_ground_truth(frames, ds.root, p)
     predictors: list[Any] = [load_model_predictor(model)]
+    c = predictors[0].contract
     if any(f.calib.has_distortion for f in frames):
         predictors.append(UndistortingPredictor(load_model_predictor(model)))
     runs = run_predictors(frames, predictors, progress)
@@ -160,8 +161,8 @@ def evaluate_real(
         "frames": len(frames),
         "gt_lanes": sum(len(f.gt_lanes()) for f in frames),
         "gt_vehicles": sum(len(f.label.obstacles) for f in frames),
-        "score_threshold": predictors[0].contract.score_threshold,
-        "lane_exist_threshold": predictors[0].contract.lane_exist_threshold,
+        "score_thresholds": dict(zip(c.class_names, c.thresholds(), strict=True)),
+        "lane_exist_threshold": c.lane_exist_threshold,
     }
     for key, run in zip(RUNS, runs, strict=False):
         scores = [score_frame(f, r, n) for f, r, n in zip(frames, run.results, names, strict=True)]
@@ -235,6 +236,7 @@ def _pct(v: float | None) -> str:
 def summary_markdown(doc: dict[str, Any]) -> str:
     """The headline figures of each run and the demo run's per-frame table, in Markdown."""
     runs = [k for k in RUNS if k in doc]
+    thr = ", ".join(f"{name} {t:g}" for name, t in doc["score_thresholds"].items())
     rows = [
         ("lane accuracy (bar >= 88 %)", lambda m: _pct(m["lanes"]["accuracy"])),
         ("lane FP (bar <= 15 %)", lambda m: _pct(m["lanes"]["fp"])),
@@ -250,8 +252,8 @@ def summary_markdown(doc: dict[str, Any]) -> str:
         f"# Real footage: {doc['model']}",
         "",
         f"{doc['frames']} frames, {doc['gt_lanes']} labelled lane lines, {doc['gt_vehicles']} "
-        f"labelled vehicles; score threshold {doc['score_threshold']}, lane existence "
-        f"{doc['lane_exist_threshold']} (the demo's).",
+        f"labelled vehicles; the demo's thresholds: score {thr}, lane existence "
+        f"{doc['lane_exist_threshold']}.",
         "",
         "| figure | " + " | ".join(runs) + " |",
         "|---|" + "---|" * len(runs),

@@ -71,12 +71,16 @@ class _Scorer:
         return {"accuracy": acc, "fp": fp, "fn": fn, "f1": counter.result()["f1"]}
 
     def detection(self, idx: Sequence[int] | None) -> tuple[dict | None, list[dict]]:
-        """({ap50, ap} per class and mean, PR points) over frames idx (None = all)."""
+        """({ap50, ap} per class and mean, PR points) over frames idx; over all frames (idx
+        None) also each class's best-F1 operating point at IoU 0.5."""
         if self.coco is None:
             return None, []
         ids = None if idx is None else [self.frames[i].image_id for i in idx]
         r = self.coco.evaluate(ids)
-        return {"ap50": r["ap50"], "ap": r["ap"]}, r["pr"]
+        det = {"ap50": r["ap50"], "ap": r["ap"]}
+        if idx is None:
+            det["operating"] = r["operating"]
+        return det, r["pr"]
 
     def distance(self, idx: Sequence[int]) -> dict | None:
         if self.coco is None:

@@ -15,10 +15,13 @@ from pathlib import Path
 
 def _export(args: argparse.Namespace) -> int:
     from perception.export.onnx_export import export_onnx, provenance
+    from serving.engine import read_contract
 
     prov = provenance(args.data, args.params, args.metrics, args.model)
-    out = export_onnx(args.model, args.out, prov)
-    print(f"{out}: exported ({out.stat().st_size / 2**20:.1f} MiB)")
+    out = export_onnx(args.model, args.out, prov, args.operating_points)
+    c = read_contract(out)
+    thr = ", ".join(f"{n} {t:.3f}" for n, t in zip(c.class_names, c.thresholds(), strict=True))
+    print(f"{out}: exported ({out.stat().st_size / 2**20:.1f} MiB); score thresholds {thr}")
     return 0
 
 
@@ -79,6 +82,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="dataset root (its manifest hash goes into the file)")
     p.add_argument("--params", default="params.yaml", help="params file (hashed)")
     p.add_argument("--metrics", help="evaluation metrics.json to embed")
+    p.add_argument(
+        "--operating-points",
+        help="metrics.json of `perception evaluate --split val`: each class's best-F1 score "
+        "becomes its threshold in the loop (default: the contract's one threshold)",
+    )
     p.set_defaults(func=_export)
 
     p = sub.add_parser("parity", help="PyTorch vs ONNX Runtime on test frames; fails if off")

@@ -65,6 +65,13 @@ def write_card(
     """variants: name -> {"path", "metrics" (evaluate's metrics.json dict), "latency"}."""
     model = onnx.load(onnx_path)
     contract, prov = _meta(model, "contract."), _meta(model, "provenance.")
+    # Lite0's layers keep the TF Lite checkpoint's names (perception.model.lite0)
+    lite0 = any(n.name.startswith("/_blocks.") for n in model.graph.node)
+    contract["backbone"] = (
+        "EfficientNet-Lite0 backbone (ImageNet weights, the first blocks frozen)"
+        if lite0
+        else "ResNet-style backbone trained from scratch"
+    )
     report = json.loads(Path(data_report).read_text())
     lines = [
         *_details(contract, prov),
@@ -73,6 +80,16 @@ def write_card(
         *CLOSING,
     ]
     atomic_write_text(out, "\n".join(lines))
+
+
+def _thresholds(contract: dict[str, Any]) -> str:
+    """The loop's score threshold per class: chosen on the validation split when the
+    contract has class_thresholds, else its one score_threshold."""
+    per_class = contract.get("class_thresholds") or []
+    if not per_class:
+        return f"{contract['score_threshold']} for every class"
+    pairs = ", ".join(f"{n} {t:g}" for n, t in zip(contract["class_names"], per_class, strict=True))
+    return f"{pairs} (best F1 on the validation split)"
 
 
 def _details(contract: dict[str, Any], prov: dict[str, Any]) -> list[str]:
@@ -84,14 +101,14 @@ def _details(contract: dict[str, Any], prov: dict[str, Any]) -> list[str]:
         "",
         "## Model details",
         "",
-        "- One network, shared ResNet-style backbone, FPN-lite neck at stride 8; a centre",
+        f"- One network: a shared {contract['backbone']}, FPN-lite neck at stride 8; a centre",
         "  heatmap obstacle head (car, truck, pedestrian, cyclist) and a row-anchor lane head",
         "  (4 ordered slots: ego_left, ego_right, outer_left, outer_right).",
         f"- Input: {contract['input_width']}x{contract['input_height']} RGB, NCHW float32, "
         f"mean {contract['mean']}, std {contract['std']} (0-255 units).",
-        f"- Contract version {contract['version']}; score threshold "
-        f"{contract['score_threshold']}, NMS IoU {contract['nms_iou']}, lane existence "
-        f"threshold {contract['lane_exist_threshold']}.",
+        f"- Contract version {contract['version']}; score thresholds {_thresholds(contract)}, "
+        f"NMS IoU {contract['nms_iou']}, lane existence threshold "
+        f"{contract['lane_exist_threshold']}.",
         f"- Provenance: model file sha256 `{prov.get('model_sha256')}`, data manifest sha256 "
         f"`{prov.get('data_manifest_sha256')}`, params sha256 `{prov.get('params_sha256')}`.",
         "",

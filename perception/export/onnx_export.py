@@ -5,15 +5,17 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import onnx
 import torch
 
+from perception.errors import UserError, first_line
 from perception.export.fold_pads import fold_pads
 from perception.model.files import load_model
-from serving.contract import OUTPUT_NAMES
+from serving.contract import OUTPUT_NAMES, ModelContract
 from serving.files import atomic_write_bytes
 
 OPSET = 17
@@ -52,10 +54,37 @@ def metadata(model: onnx.ModelProto) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
-def export_onnx(model_pt: str | Path, out: str | Path, extra_meta: dict[str, str]) -> Path:
-    """Export with a dynamic batch axis, check the graph, write atomically."""
+def operating_thresholds(metrics: str | Path, class_names: tuple[str, ...]) -> tuple[float, ...]:
+    """Per-class score thresholds from a `perception evaluate` metrics.json of the validation
+    split: each class's best-F1 operating point at IoU 0.5 (perception.metrics.detection.
+    best_f1), in class_names order. The loop's thresholds are chosen there, on frames that
+    neither trained the model nor score it. UserError naming the file when it has none."""
+    try:
+        doc = json.loads(Path(metrics).read_text())
+        ops = doc["model"]["detection"]["operating"]
+        thr = tuple(float(ops[name]["score"]) for name in class_names)
+        ModelContract(class_names=class_names, class_thresholds=thr)  # 0..1, one per class
+        return thr
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError(
+            f"{metrics}: no operating point per class ({first_line(e)[:80]}); write it with "
+            "`perception evaluate --split val --model ...`"
+        ) from None
+
+
+def export_onnx(
+    model_pt: str | Path,
+    out: str | Path,
+    extra_meta: dict[str, str],
+    operating_points: str | Path | None = None,
+) -> Path:
+    """Export with a dynamic batch axis, check the graph, write atomically. With
+    operating_points (a validation metrics.json), the per-class thresholds chosen there go
+    into the file's contract (operating_thresholds)."""
     net = load_model(model_pt)
     c = net.contract
+    if operating_points is not None:
+        c = replace(c, class_thresholds=operating_thresholds(operating_points, c.class_names))
     dummy = torch.zeros(1, 3, c.input_height, c.input_width)
     axes = {c.input_name: {0: "batch"}, **{n: {0: "batch"} for n in OUTPUT_NAMES}}
     with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():

@@ -75,7 +75,8 @@ class CocoEvaluator:
         None when image_ids is empty."""
         if image_ids is not None and len(image_ids) == 0:
             empty = _with_mean(dict.fromkeys(self.names.values()))
-            return {"ap50": empty, "ap75": dict(empty), "ap": dict(empty), "pr": []}
+            none = {"ap50": empty, "ap75": dict(empty), "ap": dict(empty)}
+            return {**none, "pr": [], "operating": {}}
         ev = COCOeval(self.gt, self.dt, iouType="bbox")
         if image_ids is not None:
             ev.params.imgIds = sorted(int(i) for i in image_ids)
@@ -83,7 +84,8 @@ class CocoEvaluator:
             ev.evaluate()
             ev.accumulate()
         prec = ev.eval["precision"][:, :, :, AREA_ALL, MAX_DETS_100]  # [T, R, K]
-        out: dict = {"ap50": {}, "ap75": {}, "ap": {}, "pr": []}
+        score = ev.eval["scores"][:, :, :, AREA_ALL, MAX_DETS_100]  # [T, R, K]
+        out: dict = {"ap50": {}, "ap75": {}, "ap": {}, "pr": [], "operating": {}}
         recall = ev.params.recThrs
         for k, cat in enumerate(ev.params.catIds):
             name = self.names[cat]
@@ -95,9 +97,28 @@ class CocoEvaluator:
                     {"class": name, "recall": round(float(r), 4), "precision": round(float(p), 4)}
                     for r, p in zip(recall, prec[IOU_50, :, k], strict=True)
                 ]
+                out["operating"][name] = best_f1(recall, prec[IOU_50, :, k], score[IOU_50, :, k])
         for key in ("ap50", "ap75", "ap"):
             out[key] = _with_mean(out[key])
         return out
+
+
+def best_f1(recall: np.ndarray, precision: np.ndarray, score: np.ndarray) -> dict[str, float]:
+    """The point of a COCOeval PR curve (101 recall points, their interpolated precision and
+    the score of the detection at which the recall is reached) with the highest F1:
+    {score, precision, recall, f1}. The score is the operating threshold that gives it: keep
+    detections scoring at least that much. Recall points the detections never reach
+    (precision 0) are skipped; all-zero curves give score 1.0 (keep nothing)."""
+    f1 = np.where(precision > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0)
+    i = int(np.argmax(f1))
+    if f1[i] <= 0:
+        return {"score": 1.0, "precision": 0.0, "recall": 0.0, "f1": 0.0}
+    return {
+        "score": round(float(score[i]), 4),
+        "precision": round(float(precision[i]), 4),
+        "recall": round(float(recall[i]), 4),
+        "f1": round(float(f1[i]), 4),
+    }
 
 
 def coco_ap(gt: dict, detections: Sequence[dict]) -> dict:

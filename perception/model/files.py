@@ -32,7 +32,7 @@ def model_file(net: PerceptionNet, params: TrainParams, extra: dict[str, Any]) -
     return {
         "format": "perception-model/1",
         "state_dict": net.state_dict(),
-        "contract": asdict(net.contract),
+        "contract": net.contract.to_dict(),
         "net": asdict(net.cfg),
         "train_params": asdict(params),
         **extra,
