@@ -72,6 +72,7 @@ def _real(path: str | None) -> list[str]:
             recall = _pct(_get(m, "vehicle_recall", "iou50"))
             false = _get(m, "false_vehicle_boxes_per_frame", "iou50")
             tail = f"false boxes/frame {false if false is None else round(false, 2)}"
+            tail += f", person boxes {m.get('person_boxes', 'n/a')}"
             out.append(f"{_lanes(key, m)} | vehicle recall@0.5 {recall} | {tail}")
     return out
 
