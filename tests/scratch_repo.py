@@ -70,7 +70,14 @@ def tiny_repo(tmp: Path) -> Scratch:
         ".*_cache",
         "*.egg-info",
     )
-    shutil.copytree(ROOT, repo, ignore=ignore)
+
+    def skip(folder: str, names: list[str]) -> set[str]:
+        # a working tree's DVC cache and state stay behind: its run-cache would restore
+        # stages instead of running them (and the cache can be gigabytes)
+        local = {"cache", "tmp", "config.local"} if Path(folder) == ROOT / ".dvc" else set()
+        return set(ignore(folder, names)) | (local & set(names))
+
+    shutil.copytree(ROOT, repo, ignore=skip)
     # the real-footage test set is the one part of data/ that git tracks
     shutil.copytree(ROOT / "data" / "real" / "source", repo / "data" / "real" / "source")
     shutil.copy(ROOT / "profiles" / "tiny.yaml", repo / "params.yaml")

@@ -215,7 +215,13 @@ def test_export_takes_the_validation_operating_points(exported: dict[str, Path])
     assert c.score_threshold == ModelContract().score_threshold
     # a model exported without them keeps one threshold, and the bytes of before
     assert "contract.class_thresholds" not in metadata(onnx.load(str(exported["onnx"])))
+    # a class with no box in the validation split has no operating point: it keeps the
+    # contract's one threshold
     del doc["model"]["detection"]["operating"]["cyclist"]
+    (root / "some.json").write_text(json.dumps(doc))
+    names = ModelContract().class_names
+    assert operating_thresholds(root / "some.json", names, 0.3) == (0.45, 0.4, 0.6, 0.3)
+    del doc["model"]["detection"]["operating"]
     (root / "bad.json").write_text(json.dumps(doc))
-    with pytest.raises(UserError, match=r"bad\.json: no operating point per class"):
-        operating_thresholds(root / "bad.json", ModelContract().class_names)
+    with pytest.raises(UserError, match=r"bad\.json: no operating points"):
+        operating_thresholds(root / "bad.json", names, 0.3)

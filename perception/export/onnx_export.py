@@ -54,20 +54,26 @@ def metadata(model: onnx.ModelProto) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
-def operating_thresholds(metrics: str | Path, class_names: tuple[str, ...]) -> tuple[float, ...]:
+def operating_thresholds(
+    metrics: str | Path, class_names: tuple[str, ...], default: float
+) -> tuple[float, ...]:
     """Per-class score thresholds from a `perception evaluate` metrics.json of the validation
     split: each class's best-F1 operating point at IoU 0.5 (perception.metrics.detection.
     best_f1), in class_names order. The loop's thresholds are chosen there, on frames that
-    neither trained the model nor score it. UserError naming the file when it has none."""
+    neither trained the model nor score it. A class without an operating point (no box of it
+    in the validation split) keeps `default`, the contract's one threshold. UserError naming
+    the file when it holds no operating points at all."""
     try:
         doc = json.loads(Path(metrics).read_text())
         ops = doc["model"]["detection"]["operating"]
-        thr = tuple(float(ops[name]["score"]) for name in class_names)
+        if not isinstance(ops, dict):
+            raise TypeError("operating is not an object")
+        thr = tuple(float(ops[n]["score"]) if n in ops else default for n in class_names)
         ModelContract(class_names=class_names, class_thresholds=thr)  # 0..1, one per class
         return thr
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise UserError(
-            f"{metrics}: no operating point per class ({first_line(e)[:80]}); write it with "
+            f"{metrics}: no operating points ({first_line(e)[:80]}); write them with "
             "`perception evaluate --split val --model ...`"
         ) from None
 
@@ -84,7 +90,8 @@ def export_onnx(
     net = load_model(model_pt)
     c = net.contract
     if operating_points is not None:
-        c = replace(c, class_thresholds=operating_thresholds(operating_points, c.class_names))
+        thr = operating_thresholds(operating_points, c.class_names, c.score_threshold)
+        c = replace(c, class_thresholds=thr)
     dummy = torch.zeros(1, 3, c.input_height, c.input_width)
     axes = {c.input_name: {0: "batch"}, **{n: {0: "batch"} for n in OUTPUT_NAMES}}
     with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
