@@ -11,6 +11,7 @@ from typing import Any
 import onnx
 
 from perception.export.onnx_export import metadata
+from serving.contract import ModelContract
 from serving.engine import Engine
 from serving.files import atomic_write_text
 from serving.stats import percentiles
@@ -65,6 +66,7 @@ def write_card(
     """variants: name -> {"path", "metrics" (evaluate's metrics.json dict), "latency"}."""
     model = onnx.load(onnx_path)
     contract, prov = _meta(model, "contract."), _meta(model, "provenance.")
+    contract["thresholds"] = _thresholds(ModelContract.from_metadata(metadata(model), onnx_path))
     # Lite0's layers keep the TF Lite checkpoint's names (perception.model.lite0)
     lite0 = any(n.name.startswith("/_blocks.") for n in model.graph.node)
     contract["backbone"] = (
@@ -82,13 +84,12 @@ def write_card(
     atomic_write_text(out, "\n".join(lines))
 
 
-def _thresholds(contract: dict[str, Any]) -> str:
-    """The loop's score threshold per class: chosen on the validation split when the
-    contract has class_thresholds, else its one score_threshold."""
-    per_class = contract.get("class_thresholds") or []
-    if not per_class:
-        return f"{contract['score_threshold']} for every class"
-    pairs = ", ".join(f"{n} {t:g}" for n, t in zip(contract["class_names"], per_class, strict=True))
+def _thresholds(c: ModelContract) -> str:
+    """The loop's score threshold per class (ModelContract.thresholds): the validation
+    split's operating points when the contract has them, else its one score_threshold."""
+    if not c.class_thresholds:
+        return f"{c.score_threshold} for every class"
+    pairs = ", ".join(f"{n} {t:g}" for n, t in zip(c.class_names, c.thresholds(), strict=True))
     return f"{pairs} (best F1 on the validation split)"
 
 
@@ -106,7 +107,7 @@ def _details(contract: dict[str, Any], prov: dict[str, Any]) -> list[str]:
         "  (4 ordered slots: ego_left, ego_right, outer_left, outer_right).",
         f"- Input: {contract['input_width']}x{contract['input_height']} RGB, NCHW float32, "
         f"mean {contract['mean']}, std {contract['std']} (0-255 units).",
-        f"- Contract version {contract['version']}; score thresholds {_thresholds(contract)}, "
+        f"- Contract version {contract['version']}; score thresholds {contract['thresholds']}, "
         f"NMS IoU {contract['nms_iou']}, lane existence threshold "
         f"{contract['lane_exist_threshold']}.",
         f"- Provenance: model file sha256 `{prov.get('model_sha256')}`, data manifest sha256 "
