@@ -208,6 +208,43 @@ def test_coco_operating_point_is_the_best_f1_score():
     assert detection.coco_ap(gt, [det(1, far[0], 0.9)])["operating"]["car"]["score"] == 1.0
 
 
+def test_coco_slice_scores_as_an_evaluator_of_the_slice_alone():
+    """Slices reuse the per-image matching of all images; the result must be what COCOeval
+    gives on the slice's images alone (random boxes and scores, ties included)."""
+    rng = np.random.default_rng(3)
+    cats = [{"id": i + 1, "name": n} for i, n in enumerate(("car", "truck", "pedestrian"))]
+    images, anns, dets = [], [], []
+    for img in range(1, 13):
+        images.append({"id": img, "width": 1280, "height": 720})
+        for _ in range(rng.integers(0, 5)):
+            x, y, w, h = rng.uniform(0, 900), rng.uniform(0, 500), *rng.uniform(8, 300, 2)
+            cat = int(rng.integers(1, 4))
+            box = [float(x), float(y), float(w), float(h)]
+            crowd = int(rng.random() < 0.1)
+            anns.append({"id": len(anns) + 1, "image_id": img, "category_id": cat,
+                         "iscrowd": crowd, "bbox": box, "area": w * h})  # fmt: skip
+            for _ in range(rng.integers(0, 3)):  # near-hits, and a few class mix-ups
+                jit = [box[0] + rng.normal(0, 15), box[1] + rng.normal(0, 15), box[2], box[3]]
+                c = cat if rng.random() < 0.8 else int(rng.integers(1, 4))
+                dets.append({"image_id": img, "category_id": c, "bbox": jit,
+                             "score": float(rng.choice([0.3, 0.5, rng.random()]))})  # fmt: skip
+        for _ in range(rng.integers(0, 3)):  # clutter
+            box = [float(v) for v in (*rng.uniform(0, 900, 2), *rng.uniform(8, 200, 2))]
+            dets.append({"image_id": img, "category_id": int(rng.integers(1, 4)), "bbox": box,
+                         "score": float(rng.random())})  # fmt: skip
+    gt = {"images": images, "annotations": anns, "categories": cats}
+    shared = detection.CocoEvaluator(gt, dets)
+    shared.evaluate()  # the matching of every image, done first
+    for subset in ([2, 5, 7, 11], [12, 1, 3], [4], list(range(1, 13))):
+        keep = set(subset)
+        alone = detection.coco_ap(
+            {**gt, "images": [i for i in images if i["id"] in keep],
+             "annotations": [a for a in anns if a["image_id"] in keep]},
+            [d for d in dets if d["image_id"] in keep],
+        )  # fmt: skip
+        assert shared.evaluate(subset) == alone, subset
+
+
 # ---------------------------------------------------------------- distance
 
 

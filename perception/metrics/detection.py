@@ -11,6 +11,7 @@ pycocotools' prints are silenced.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 from collections.abc import Sequence
 
@@ -62,12 +63,47 @@ def _with_mean(per_class: dict[str, float | None]) -> dict[str, float | None]:
 
 class CocoEvaluator:
     """COCOeval over one gt dict and one detection list; ``evaluate`` can restrict it to a
-    subset of the images (slices) without rebuilding the indexes."""
+    subset of the images (slices).
+
+    The per-image matching (COCOeval.evaluate, most of the cost) runs once over every image;
+    a subset is scored by accumulating its own images' matches. A COCOeval asked for fewer
+    images than it evaluated would read the wrong ones (accumulate indexes its matches by the
+    position in the new image list), so the subset gets a view of the matches laid out as a
+    COCOeval of those images alone would lay them out: the result is the same, image for
+    image and tie for tie (images in ascending id order either way)."""
 
     def __init__(self, gt: dict, detections: Sequence[dict]):
         self.names = {c["id"]: c["name"] for c in gt["categories"]}
         self.gt = _coco(gt)
         self.dt = _coco(_results(gt, detections))
+        self._full: COCOeval | None = None
+
+    def _matched(self) -> COCOeval:
+        if self._full is None:
+            ev = COCOeval(self.gt, self.dt, iouType="bbox")
+            with contextlib.redirect_stdout(io.StringIO()):
+                ev.evaluate()
+            self._full = ev
+        return self._full
+
+    def _subset(self, image_ids: Sequence[int]) -> COCOeval:
+        full = self._matched()
+        ids = sorted({int(i) for i in image_ids})
+        at = {img: n for n, img in enumerate(full._paramsEval.imgIds)}
+        missing = [i for i in ids if i not in at]
+        if missing:
+            raise ValueError(f"image ids {missing[:5]} are not in the ground truth")
+        n_img, n_area = len(at), len(full._paramsEval.areaRng)
+        ev = copy.copy(full)
+        ev.params, ev._paramsEval = copy.copy(full.params), copy.copy(full._paramsEval)
+        ev.params.imgIds = ev._paramsEval.imgIds = ids
+        ev.evalImgs = [
+            full.evalImgs[(k * n_area + a) * n_img + at[i]]
+            for k in range(len(full._paramsEval.catIds))
+            for a in range(n_area)
+            for i in ids
+        ]
+        return ev
 
     def evaluate(self, image_ids: Sequence[int] | None = None) -> dict:
         """{"ap50", "ap75", "ap": {class: AP or None, ..., "mean"}, "pr": [{class, recall,
@@ -77,11 +113,8 @@ class CocoEvaluator:
             empty = _with_mean(dict.fromkeys(self.names.values()))
             none = {"ap50": empty, "ap75": dict(empty), "ap": dict(empty)}
             return {**none, "pr": [], "operating": {}}
-        ev = COCOeval(self.gt, self.dt, iouType="bbox")
-        if image_ids is not None:
-            ev.params.imgIds = sorted(int(i) for i in image_ids)
+        ev = self._matched() if image_ids is None else self._subset(image_ids)
         with contextlib.redirect_stdout(io.StringIO()):
-            ev.evaluate()
             ev.accumulate()
         prec = ev.eval["precision"][:, :, :, AREA_ALL, MAX_DETS_100]  # [T, R, K]
         score = ev.eval["scores"][:, :, :, AREA_ALL, MAX_DETS_100]  # [T, R, K]
