@@ -155,9 +155,9 @@ def _bench(root: Path, target: Path, *extra: str) -> int:
 @pytest.mark.slow
 def test_short_bench_run(bench_assets: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     root = bench_assets
-    (root / "reports" / "eval-fp32").mkdir(parents=True, exist_ok=True)
+    (root / "reports" / "eval").mkdir(parents=True, exist_ok=True)
     metrics = {"model": {"lanes": {"accuracy": 0.75}, "detection": {"ap50": {"mean": 0.4}}}}
-    (root / "reports" / "eval-fp32" / "metrics.json").write_text(json.dumps(metrics))
+    (root / "reports" / "eval" / "metrics.json").write_text(json.dumps(metrics))
     out = tmp_path / "bench"
     extra = ["--out-dir", str(out), "--json", str(tmp_path / "copy.json")]
     assert _bench(root, HW / "cpu-2core.yaml", *extra, "--eval-dir", str(root / "reports")) == 0

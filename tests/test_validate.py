@@ -9,6 +9,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from dataset_factory import FRAME_DT_NS, edit_json, edit_label, encode_jpeg, make_dataset
@@ -111,6 +112,16 @@ def test_image_size_disagrees_with_calib(dataset):
     img = root / "clips" / CLIP / "frames" / f"{FRAME:06d}.jpg"
     img.write_bytes(encode_jpeg(np.full((160, 320, 3), 90, np.uint8)))
     assert "size 320x160" in fails(root, img, FRAME, "image")
+
+
+def test_a_frame_one_pixel_off_is_caught(dataset):
+    """Frames decode at 1/4 size; the size comes from the header, so a frame one pixel
+    narrower than calib.json (which decodes as wide at 1/4) still fails the gate."""
+    root = dataset()
+    img = root / "clips" / CLIP / "frames" / f"{FRAME:06d}.jpg"
+    h, w = cv2.imread(str(img)).shape[:2]
+    img.write_bytes(encode_jpeg(np.full((h, w - 1, 3), 90, np.uint8)))
+    assert f"size {w - 1}x{h}" in fails(root, img, FRAME, "image")
 
 
 @pytest.mark.parametrize(

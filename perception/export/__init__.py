@@ -115,7 +115,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="append",
         required=True,
         metavar="NAME=MODEL:METRICS",
-        help="e.g. fp32=models/perception.onnx:reports/eval-fp32/metrics.json (repeat per variant)",
+        help="e.g. fp32=models/perception.onnx:reports/eval/metrics.json (repeat per variant)",
     )
     p.add_argument("--data-report", required=True, help="reports/data/report.json")
     p.add_argument("--out", required=True)
