@@ -153,6 +153,9 @@ def test_cli_errors_are_one_line(tiny, tmp_path, capsys):
     assert main([*base, "--splits", str(splits), "--model", str(tmp_path / "m.pt")]) == 2
     err = capsys.readouterr().err
     assert "m.pt: missing model file" in err and len(err.strip().splitlines()) == 1
+    assert main([*base, "--splits", str(splits), "--no-baseline"]) == 2  # and no model
+    err = capsys.readouterr().err
+    assert "nothing to evaluate" in err and len(err.strip().splitlines()) == 1
 
 
 def test_cli_runs_the_baseline(tiny, tmp_path, capsys):

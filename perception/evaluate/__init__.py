@@ -107,7 +107,7 @@ def _cmd(args: argparse.Namespace) -> int:
         k: v for k, v in (("split", args.split), ("max_frames", args.max_frames)) if v is not None
     }
     params = replace(base, **overrides)
-    predictors: list[Predictor] = [HoughBaseline()]
+    predictors: list[Predictor] = [] if args.no_baseline else [HoughBaseline()]
     if args.model:
         model = load_model_predictor(args.model)
         # AP ranks detections down to a low score; the loop's operating threshold is the
@@ -142,6 +142,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--splits", help="splits file (perception split); default: every clip")
     p.add_argument("--out", required=True, help="output folder, e.g. reports/eval")
     p.add_argument("--model", default=None, help="model file to score besides the baseline")
+    p.add_argument(
+        "--no-baseline", action="store_true", help="score the model alone (no Canny + Hough)"
+    )
     p.add_argument("--split", default=None, help="default: evaluate.split of params")
     p.add_argument(
         "--undistort",

@@ -9,6 +9,7 @@ disk in the loader's workers instead (FrameStream), through the same load_frame.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import cv2
@@ -111,10 +112,15 @@ class FrameCache(FrameStream):
         super().__init__(root, clip_ids, contract, progress, max_frames)
         h, w = contract.input_height, contract.input_width
         self.images = np.empty((len(self.paths), h, w, 3), np.uint8)
-        for i, path in enumerate(
-            tqdm(self.paths, desc="decode", disable=not progress, unit="frame")
-        ):
-            self.images[i] = load_frame(path, contract)
+        # two threads: OpenCV's decode and resize release the GIL (45 -> 25 s for 6,000
+        # frames on 2 cores); map keeps the order, so the bytes are the same
+        with ThreadPoolExecutor(2) as pool:
+            decoded = pool.map(lambda path: load_frame(path, contract), self.paths)
+            for i, img in enumerate(
+                tqdm(decoded, total=len(self.paths), desc="decode", disable=not progress,
+                     unit="frame")
+            ):  # fmt: skip
+                self.images[i] = img
 
     def image(self, i: int) -> np.ndarray:
         return self.images[i]
