@@ -154,7 +154,7 @@ class MonitorParams(MonitorConfig):
     `perception monitor` judges a whole run (FIELD-NOTES' common drift thresholds)."""
 
     SECTION: ClassVar[str] = "monitor"
-    profile_frames: int = 1000  # training frames the profile is built from (0 = all)
+    profile_frames: int = 2000  # training frames the profile is built from (0 = all)
     tail: float = 0.005  # the training range spans these quantiles (0.5 % to 99.5 %) ...
     margin: float = 0.15  # ... widened on each side by this share of its width
     bins: int = 10  # quantile bins inside the training range (PSI, KS)
