@@ -74,7 +74,7 @@ def exported_predictor(path: str | Path) -> OnnxPredictor:
     """A PyTorch checkpoint scored through its ONNX export (perception.export, without
     operating points: the contract's one threshold) in ONNX Runtime: the graph that ships,
     and 2x faster on a CPU than eager PyTorch at batch 1 (evaluate on the test split: 125 s
-    in torch, 56 s in ONNX Runtime). `perception parity` checks that the two agree."""
+    in torch, 54 s in ONNX Runtime). `perception parity` checks that the two agree."""
     from perception.export.onnx_export import export_onnx
 
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
