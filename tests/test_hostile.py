@@ -6,6 +6,7 @@ demo, generate and model files: tests/test_hostile_run.py."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -177,6 +178,38 @@ def test_split_leaves_no_file_when_the_dataset_is_bad(
     outcome = unchanged_outside_out(world, lambda: run(dataset_commands(world)["split"], capsys))
     refused(outcome, str(frame), "missing file")
     assert not (world / "out").exists()
+
+
+def test_a_full_disk_is_one_line_naming_the_output_and_leaves_no_file(
+    world: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """write() on a full disk raises ENOSPC with no file name; the error must still say
+    which output could not be written, and no temporary or partial file stays behind."""
+    real_fdopen = os.fdopen
+
+    class Full:
+        def __init__(self, f: object) -> None:
+            self.f = f
+
+        def __enter__(self) -> Full:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.f.close()  # type: ignore[attr-defined]
+
+        def write(self, data: bytes) -> int:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def fdopen(fd: int, mode: str = "r", *a: object, **k: object) -> object:
+        f = real_fdopen(fd, mode, *a, **k)  # type: ignore[call-overload]
+        return Full(f) if "w" in mode else f
+
+    monkeypatch.setattr(os, "fdopen", fdopen)
+    outcome = unchanged_outside_out(world, lambda: run(dataset_commands(world)["split"], capsys))
+    line = refused(outcome, "s.json", "No space left on device")
+    assert "cannot write" in line, line
+    out = world / "out"
+    assert not out.exists() or not list(out.iterdir()), list(out.iterdir())
 
 
 def test_validate_report_is_whole_after_an_error_and_absent_when_drawing_fails(
