@@ -50,17 +50,18 @@ def apply_camera(
         dy = y - cy
         gy = y - glare_uv[1]
         ny = (y + noise_off[0]) % tn
+        nx = noise_off[1] % tn  # (x + noise_off[1]) % tn, counted: no division a pixel
         for x in range(w):
             lit = light[y, x] * (1.0 / LIGHT_ONE) * (1.0 - f)
             dx = x - cx
             vig = 1.0 - vignette * (dx * dx + dy * dy) * inv_r2
             gx = x - glare_uv[0]
             gl = glare / (1.0 + (gx * gx + gy * gy) * inv_g2)
-            nx = (x + noise_off[1]) % tn
             for c in range(3):
                 v = (img[y, x, c] * lit + fog_bgr[c] * f + gl) * gain_bgr[c] * vig
                 v += noise[ny, nx, c]
                 img[y, x, c] = 0 if v < 0.0 else (255 if v > 255.0 else np.uint8(v + 0.5))
+            nx = nx + 1 if nx + 1 < tn else 0
 
 
 def noise_tile(rng: np.random.Generator, sigma: float, size: int = 257) -> np.ndarray:
