@@ -22,6 +22,32 @@ def test_defaults_are_the_values_of_params_yaml(cls: type) -> None:
     assert section(params, cls) == cls(), f"{name}: a default differs from params.yaml"
 
 
+def _flat(d: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for k, v in d.items():
+        out |= _flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v}
+    return out
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "profiles").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_profile_has_the_keys_of_params_yaml(path: Path) -> None:
+    """A profile is params.yaml with other values: the same keys (a key renamed in one and
+    not the other fails here, not in a user's run), each section valid."""
+    params, profile = load_params(ROOT / "params.yaml"), load_params(path)
+    assert set(_flat(profile)) == set(_flat(params)), path.name
+    for cls in SECTIONS:
+        section(profile, cls)
+
+
+def test_the_long_profile_is_the_default_with_more_epochs() -> None:
+    base, long = (
+        _flat(load_params(ROOT / "params.yaml")),
+        _flat(load_params(ROOT / "profiles/long.yaml")),
+    )
+    assert {k for k in base if base[k] != long[k]} == {"train.epochs"}
+    assert long["train.epochs"] > base["train.epochs"]  # type: ignore[operator]
+
+
 def test_loop_settings_from_a_file_or_the_defaults(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)  # no params.yaml here: the defaults
     assert loop_settings(None) == loop_settings(ROOT / "params.yaml")
