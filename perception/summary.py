@@ -97,6 +97,8 @@ def _bench(path: str | None) -> list[str]:
         passed = sum(v["status"] == "PASS" for v in d["verdicts"])
         lines.append(f"  bars: {passed} pass, {len(fails)} fail" + (": " if fails else ""))
         lines += [f"    FAIL {c}" for c in fails[:4]]
+        if len(fails) > 4:  # the summary stays short; the table has every verdict
+            lines.append(f"    and {len(fails) - 4} more: {Path(path).with_suffix('.md')}")
         return lines
     except (KeyError, TypeError, ZeroDivisionError):
         return [f"Bench: {path}: not a bench.json of this version"]

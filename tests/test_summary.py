@@ -40,3 +40,10 @@ def test_summary_headlines(tmp_path: Path, capsys: pytest.CaptureFixture) -> Non
     assert "vehicle recall@0.5 50.0 %" in out and "false boxes/frame 0.25" in out
     assert "e2e p50 8.50 ms" in out and "110.0 FPS" in out and "FAIL slow thing" in out
     assert f"Pictures: {tmp_path}" in out
+    # more failed bars than the summary lists: it says how many more, and where
+    bench["verdicts"] = [{"check": f"bar {i}", "status": "FAIL"} for i in range(6)]
+    (tmp_path / "bench.json").write_text(json.dumps(bench))
+    assert main(["summary", f"--bench={tmp_path / 'bench.json'}"]) == 0
+    out = capsys.readouterr().out
+    assert "6 fail" in out and "FAIL bar 3" in out and "FAIL bar 4" not in out
+    assert f"and 2 more: {tmp_path / 'bench.md'}" in out
