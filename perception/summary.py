@@ -79,7 +79,7 @@ def _real(path: str | None) -> list[str]:
 
 def _bench(path: str | None) -> list[str]:
     d, why = _load(path)
-    if d is None:
+    if d is None or path is None:
         return [f"Bench: {why}"]
     try:
         e, t = d["e2e"], d["target"]
