@@ -9,16 +9,24 @@ export OMP_WAIT_POLICY := PASSIVE
 # dvc.yaml commands call `perception`: the venv comes first on PATH
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test lint typecheck lockcheck pytest venv clean-venv
+.PHONY: run test lint typecheck lockcheck pytest venv clean-venv constraints
 
 venv: $(STAMP)
 
-# torch 2.14.1 / torchvision 0.29.1 are pinned in pyproject.toml (pip finds them on this disk).
-$(STAMP): pyproject.toml
+# torch 2.14.1 / torchvision 0.29.1 are pinned in pyproject.toml (pip finds them on this disk);
+# constraints.txt pins every other package to the versions dvc.lock was made with.
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[cpu,dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[cpu,dev]'
 	touch $(STAMP)
+
+# Rewrite constraints.txt from the venv (after a dependency change; local labels such as
+# +cu130 dropped so that the pins resolve on PyPI too).
+constraints: $(STAMP)
+	{ sed -n '/^#/p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable \
+	  | grep -v '^#' | sed 's/+[a-z0-9.]*$$//'; } > constraints.txt.tmp
+	mv constraints.txt.tmp constraints.txt
 
 # The pipeline: every stage of dvc.yaml on params.yaml (DVC needs a git repo with a commit),
 # then its headline results in a few lines (`dvc metrics show` has them all).

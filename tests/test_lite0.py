@@ -51,6 +51,45 @@ def test_same_padding_matches_tensorflow_on_stride_two() -> None:
     assert y[0, 0].tolist() == [[0.0, 2.0], [8.0, 10.0]]
 
 
+def test_same_padding_on_stride_one_pads_two_each_side_for_five() -> None:
+    """A stride-1 5x5 pads 2 on every side (the convolution's own padding, no copy): the
+    top-left tap of output (0, 0) sees the zero at (-2, -2), of output (2, 2) the input at
+    (0, 0); the output keeps the input's size."""
+    conv = lite0.SameConv(1, 1, 5, 1, bias=False)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[0, 0, 0, 0] = 1.0
+        y = conv(torch.arange(1.0, 37.0).view(1, 1, 6, 6))
+    assert y.shape[-2:] == (6, 6)
+    assert y[0, 0, 0, 0] == 0.0 and y[0, 0, 2, 2] == 1.0 and y[0, 0, 5, 5] == 22.0
+
+
+def test_depthwise_in_float32_under_bfloat16_autocast_keeps_the_gradient() -> None:
+    """Training on a CPU runs the blocks' depthwise convolutions in float32 inside bfloat16
+    autocast (oneDNN's bfloat16 depthwise backward is 2-3x slower), in bfloat16 without
+    gradients; the weight gradient stays that of a float32 step within bfloat16 precision."""
+    torch.manual_seed(0)
+    blk = lite0.MBConv(6, 5, 1, 8, 8).train()
+    x = torch.randn(2, 8, 12, 12)
+    dtypes: list[torch.dtype] = []
+    blk._depthwise_conv.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
+
+    def grad(amp: bool) -> torch.Tensor:
+        blk.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            y = blk(x)
+        y.float().square().mean().backward()
+        g = blk._depthwise_conv.weight.grad
+        assert g is not None
+        return g.clone()
+
+    ref, amp = grad(False), grad(True)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        blk(x)
+    assert dtypes == [torch.float32, torch.float32, torch.bfloat16]
+    assert float((amp - ref).norm() / ref.norm()) < 0.1  # bfloat16 elsewhere: 5 % measured
+
+
 def test_perception_net_on_lite0_freezes_and_runs() -> None:
     cfg = NetConfig(backbone="lite0", freeze_blocks=4)
     c = contract_for(cfg)
