@@ -57,6 +57,32 @@ def test_real_set_lanes_round_trip_exactly(real_set: Path, tmp_path: Path):
     assert clip.calib == LENS
 
 
+def test_the_import_writes_the_same_bytes_wherever_the_project_sits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The manifest names its inputs relative to the working directory (the project root,
+    where DVC runs the stage): two clones in different folders write the same dataset bytes,
+    so the import-real output has one hash. An input outside the project stays absolute."""
+    calib = tmp_path / "elsewhere" / "calib.json"
+    calib.parent.mkdir()
+    calib.write_text(json.dumps(LENS.to_dict()))
+    manifests = []
+    for clone in ("a", "b"):
+        root = tmp_path / clone / "project"
+        shutil.copytree(SOURCE, root / "data" / "real" / "source")
+        monkeypatch.chdir(root)
+        argv = ["import", "tusimple", "--labels", "data/real/source/lanes_tusimple.json"]
+        argv += ["--det-labels", str(root / "data/real/source/boxes_bdd100k.json")]
+        argv += ["--calib", str(calib), "--out", "data/real/dataset", "--copy"]
+        assert main(argv) == 0
+        manifests.append((root / "data/real/dataset/manifest.json").read_bytes())
+    assert manifests[0] == manifests[1]
+    importer = json.loads(manifests[0])["importer"]
+    assert importer["source_root"] == "data/real/source"
+    assert importer["det_labels"] == "data/real/source/boxes_bdd100k.json"
+    assert importer["calib"] == str(calib)
+
+
 def test_real_set_boxes_equal_the_source(real_set: Path):
     """Scalabel's inclusive pixel corners are kept as they are (our x1 y1 x2 y2 on pixel
     centres, the BDD100K importer's convention): every box comes back unchanged."""

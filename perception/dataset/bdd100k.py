@@ -45,7 +45,7 @@ from perception.dataset.lane_rows import (
     assign_lane_slots,
     xs_to_points,
 )
-from perception.dataset.output import staged_dataset_dir
+from perception.dataset.output import provenance_path, staged_dataset_dir
 from perception.dataset.scalabel import load_frames
 from perception.dataset.schema import (
     ClipMeta,
@@ -362,9 +362,9 @@ def import_bdd100k(
         clips.sort(key=lambda c: c["clip_id"])
         importer = {
             "name": "perception.dataset.bdd100k",
-            "images": str(images.resolve()),
-            "det_labels": str(det_path.resolve()),
-            "lane_labels": str(Path(lane_labels).resolve()) if lane_labels else None,
+            "images": provenance_path(images),
+            "det_labels": provenance_path(det_path),
+            "lane_labels": provenance_path(lane_labels) if lane_labels else None,
             "frames_per_clip": frames_per_clip,
             "frames_are_independent": True,
             "dropped": dict(report.dropped),

@@ -93,3 +93,15 @@ def staged_dataset_dir(out: str | Path) -> Iterator[Path]:
         os.replace(out, old)
     os.replace(stage, out)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def provenance_path(path: str | Path) -> str:
+    """How a manifest records an input path: relative to the working directory when the
+    input lies under it (a DVC stage runs from the project root, so every clone writes the
+    same bytes and the output's hash does not depend on where the project sits), absolute
+    otherwise (a folder the user chose elsewhere, named where it is)."""
+    p = Path(path).resolve()
+    try:
+        return p.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return str(p)

@@ -51,7 +51,7 @@ from perception.dataset.lane_rows import (
     lanes_to_tusimple_xs,
     xs_to_points,
 )
-from perception.dataset.output import staged_dataset_dir
+from perception.dataset.output import provenance_path, staged_dataset_dir
 from perception.dataset.schema import (
     ClipMeta,
     Dataset,
@@ -260,7 +260,7 @@ def import_tusimple(
             extras.count_unused(report)
         importer = {
             "name": "perception.dataset.tusimple",
-            "source_root": str((Path(root) if root else files[0].parent).resolve()),
+            "source_root": provenance_path(Path(root) if root else files[0].parent),
             "label_files": [p.name for p in files],
             **(extras.provenance() if extras is not None else {}),
             "dropped": dict(report.dropped),

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from perception.dataset.bdd100k import labels_to_obstacles
 from perception.dataset.convert import ImportReport
+from perception.dataset.output import provenance_path
 from perception.dataset.scalabel import load_frames
 from perception.dataset.schema import FormatError, Obstacle
 from serving.geometry import Calib
@@ -98,6 +99,6 @@ class ImportExtras:
     def provenance(self) -> dict[str, str | None]:
         """Where the boxes and the calibration came from, for the manifest."""
         return {
-            "det_labels": str(self.det_path.resolve()) if self.det_path else None,
-            "calib": str(self.calib_path.resolve()) if self.calib_path else None,
+            "det_labels": provenance_path(self.det_path) if self.det_path else None,
+            "calib": provenance_path(self.calib_path) if self.calib_path else None,
         }
