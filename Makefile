@@ -21,12 +21,16 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[cpu,dev]'
 	touch $(STAMP)
 
-# Rewrite constraints.txt from the venv (after a dependency change; local labels such as
-# +cu130 dropped so that the pins resolve on PyPI too).
-constraints: $(STAMP)
+# Rewrite constraints.txt after a dependency change in pyproject.toml: install without the
+# old pins (they may conflict with the new requirement; what still fits stays as installed),
+# then freeze the venv (local labels such as +cu130 dropped so the pins resolve on PyPI too).
+constraints:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[cpu,dev]'
 	{ sed -n '/^#/p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable \
 	  | grep -v '^#' | sed 's/+[a-z0-9.]*$$//'; } > constraints.txt.tmp
 	mv constraints.txt.tmp constraints.txt
+	touch $(STAMP)
 
 # The pipeline: every stage of dvc.yaml on params.yaml (DVC needs a git repo with a commit),
 # then its headline results in a few lines (`dvc metrics show` has them all).
