@@ -161,6 +161,17 @@ def test_variants_load_and_decode(exported: dict[str, Path], variant: str) -> No
     assert pred.lanes.xs.shape == (4, len(contract.row_anchors))
 
 
+def test_engine_threads_spin_only_inside_a_run(exported: dict[str, Path]) -> None:
+    """The session's intra-op workers spin between operators (waking a parked worker for each
+    of ~100 operators cost 1.4 ms a frame on the CI class) and park as Run returns, so the
+    Numba pre/post-processing that follows has the other core."""
+    entry = Engine(exported["onnx"]).session.get_session_options().get_session_config_entry
+    assert entry("session.intra_op.allow_spinning") == "1"
+    assert entry("session.force_spinning_stop") == "1"
+    parked = Engine(exported["onnx"], spinning=False).session.get_session_options()
+    assert parked.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
 def test_fold_pads_moves_asymmetric_zero_pads_into_the_conv(tmp_path: Path) -> None:
     """TF "same" padding (bottom/right heavier) exported as Pad + Conv: after fold_pads the
     graph has no Pad and ONNX Runtime gives the same numbers; a Pad that fills with a value
