@@ -122,7 +122,6 @@ class TrainParams:
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (see perception.train.amp_dtype)
     backbone: str = "lite0"  # lite0 (ImageNet EfficientNet-Lite0) | resnet (from scratch)
     freeze_blocks: int = 4  # lite0: stem and this many blocks keep their ImageNet weights
-    lane_hidden: int = 256  # lane head hidden width (its Gemm reads 4 x this x 22,624 bytes)
     stream: bool = False  # read frames from disk in the loader's workers (flat memory)
 
 

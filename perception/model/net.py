@@ -31,7 +31,7 @@ class NetConfig:
     widths: tuple[int, int, int, int, int] = (24, 48, 64, 96, 128)  # stride 2, 4, 8, 16, 32
     depths: tuple[int, int, int] = (1, 2, 2)  # blocks at 8, 16, 32
     neck: int = 64
-    lane_hidden: int = 256
+    lane_hidden: int = 512
     backbone: str = "resnet"  # resnet: the blocks above, from scratch | lite0: ImageNet
     freeze_blocks: int = 0  # lite0: the stem and this many blocks are not trained
 
