@@ -53,6 +53,29 @@ def test_vehicle_matching_by_hand():
     assert s.gt_vehicles == 2 and s.persons == 1
 
 
+def test_box_fit_by_hand():
+    """gt A [0 0 99 99] and B [200 0 299 49] (inclusive: 100 x 100 and 100 x 50). On A a car
+    [10 20 89 99]: 80 x 80, IoU about 0.64 -> height and width 0.8, top 20 px lower (0.2 of 100),
+    bottom on the label. On B a truck [200 -10 319 39]: 50 x 120, IoU about 0.57 -> height
+    1.0, width 1.2, both edges 10 px higher (-0.2 of 50). Medians over the two pairs; the
+    summary prints them."""
+    from perception.evaluate.real import box_fit, summarize, summary_markdown
+
+    frame = _frame([[0, 0, 99, 99], [200, 0, 299, 49]])
+    r = _result([[10, 20, 89, 99], [200, -10, 319, 39]], [CAR, TRUCK], [0.9, 0.8])
+    assert box_fit(frame, r) == [(0.8, 0.8, 0.2, 0.0), (1.0, 1.2, -0.2, -0.2)]
+    run = summarize([score_frame(frame, r, "x.jpg")], {"lanes": {}, "detection": None})
+    fit = run["box_fit_iou30"]
+    assert fit == {"pairs": 2, "height_ratio": 0.9, "width_ratio": 1.0, "top_shift": 0.0,
+                   "bottom_shift": -0.1}  # fmt: skip
+    doc = {"model": "m", "frames": 1, "gt_lanes": 0, "gt_vehicles": 2, "lane_exist_threshold": 0.5,
+           "score_thresholds": {"car": 0.5}, "demo": run}  # fmt: skip
+    run["lanes"] = {"accuracy": 1.0, "fp": 0.0, "fn": 0.0}
+    text = summary_markdown(doc)
+    assert "| 0.90 x 1.00 (2) |" in text and "| +0.00 / -0.10 |" in text
+    assert box_fit(frame, _result([], [], [])) == []
+
+
 def test_perfect_lanes_score_perfectly():
     xs = [x if x >= 300 else -2.0 for x in np.linspace(600.0, 200.0, 56)]
     frame = _frame([])

@@ -16,6 +16,10 @@ them, the figures a small real set needs:
   (and at 0.3); predictions under 12 px tall are not judged, because the labels leave out
   every vehicle under 12 px (the set's own rule), so such a box may be a real, unlabelled car
 * person boxes: pedestrian and cyclist predictions in the whole set (there is no person)
+* box fit: over the vehicle predictions matched at IoU 0.3, the medians of predicted height
+  and width over the labelled ones and of the shift of the top and bottom edges (a fraction
+  of the labelled height, + = down): whether real cars are missed at 0.5 because the boxes
+  are too large, too small or misplaced, which recall alone does not say
 
 Each figure comes twice when the set's calibration has lens distortion: as the demo runs
 (frames as recorded) and with the frames undistorted in the preprocessing pass
@@ -76,6 +80,7 @@ class FrameScore:
     found: dict[str, int]
     false: dict[str, int]
     persons: int
+    fit: list[tuple[float, float, float, float]]  # per matched pair: see box_fit
 
 
 def frame_names(ds: Dataset, frames: list[Frame]) -> list[str]:
@@ -90,22 +95,59 @@ def frame_names(ds: Dataset, frames: list[Frame]) -> list[str]:
     return names
 
 
-def vehicle_matches(frame: Frame, r: FrameResult, iou: float) -> tuple[int, int]:
-    """(labelled vehicles found, false vehicle boxes) at IoU >= iou: car and truck
-    predictions against the labelled vehicles, class-agnostic, one to one by descending
-    score (perception.metrics.distance.greedy_match). Unmatched predictions shorter than
-    MIN_JUDGED_HEIGHT_PX are not counted as false (see the module doc)."""
+def _vehicle_pairs(
+    frame: Frame, r: FrameResult, iou: float
+) -> tuple[list[tuple[int, int]], np.ndarray, np.ndarray]:
+    """(pairs, vehicle prediction boxes, labelled vehicle boxes): car and truck predictions
+    against the labelled vehicles, class-agnostic, one to one by descending score
+    (perception.metrics.distance.greedy_match) at IoU >= iou."""
     gt = [o.box for o in frame.label.obstacles if CLASS_NAMES.index(o.cls) in VEHICLES]
     gt_boxes = np.asarray(gt, np.float64).reshape(-1, 4)
     keep = np.isin(r.classes, VEHICLES)
     boxes, scores = r.boxes[keep].astype(np.float64), r.scores[keep]
     zeros_p, zeros_g = np.zeros(len(boxes), np.int64), np.zeros(len(gt_boxes), np.int64)
     pairs = distance.greedy_match(boxes, scores, zeros_p, gt_boxes, zeros_g, iou)
+    return pairs, boxes, gt_boxes
+
+
+def vehicle_matches(frame: Frame, r: FrameResult, iou: float) -> tuple[int, int]:
+    """(labelled vehicles found, false vehicle boxes) at IoU >= iou (see _vehicle_pairs).
+    Unmatched predictions shorter than MIN_JUDGED_HEIGHT_PX are not counted as false (see
+    the module doc)."""
+    pairs, boxes, _ = _vehicle_pairs(frame, r, iou)
     matched = np.zeros(len(boxes), bool)
     matched[[i for i, _ in pairs]] = True
     # inclusive pixel rows, as the labels count them: y2 - y1 + 1
     judged = boxes[:, 3] - boxes[:, 1] + 1.0 >= MIN_JUDGED_HEIGHT_PX
     return len(pairs), int((~matched & judged).sum())
+
+
+def box_fit(frame: Frame, r: FrameResult) -> list[tuple[float, float, float, float]]:
+    """Per vehicle prediction matched at IoU 0.3: (predicted / labelled height, predicted /
+    labelled width, top edge shift, bottom edge shift), shifts as fractions of the labelled
+    height, + = down. Sizes in inclusive pixel rows and columns, as the labels count them."""
+    pairs, boxes, gt_boxes = _vehicle_pairs(frame, r, IOUS["iou30"])
+    out = []
+    for i, j in pairs:
+        (px1, py1, px2, py2), (gx1, gy1, gx2, gy2) = boxes[i], gt_boxes[j]
+        gh, gw = gy2 - gy1 + 1.0, gx2 - gx1 + 1.0
+        h, w = (py2 - py1 + 1.0) / gh, (px2 - px1 + 1.0) / gw
+        out.append((_r4(h), _r4(w), _r4((py1 - gy1) / gh), _r4((py2 - gy2) / gh)))
+    return out
+
+
+def _r4(v: float) -> float:
+    return round(float(v), 4)
+
+
+def _fit_medians(scores: list[FrameScore]) -> dict[str, Any]:
+    """box_fit's four figures as medians over every matched pair of the run."""
+    fit = np.array([f for s in scores for f in s.fit], np.float64).reshape(-1, 4)
+    keys = ("height_ratio", "width_ratio", "top_shift", "bottom_shift")
+    med = np.median(fit, axis=0) if len(fit) else [None] * 4
+    return {"pairs": len(fit)} | {
+        k: (None if v is None else round(float(v), 3)) for k, v in zip(keys, med, strict=True)
+    }
 
 
 def score_frame(frame: Frame, r: FrameResult, name: str) -> FrameScore:
@@ -117,7 +159,7 @@ def score_frame(frame: Frame, r: FrameResult, name: str) -> FrameScore:
     return FrameScore(
         name, acc, fp, fn, len(gt_lanes), n_vehicles,
         {k: m[0] for k, m in matches.items()}, {k: m[1] for k, m in matches.items()},
-        int(np.isin(r.classes, PERSONS).sum()),
+        int(np.isin(r.classes, PERSONS).sum()), box_fit(frame, r),
     )  # fmt: skip
 
 
@@ -133,6 +175,7 @@ def summarize(scores: list[FrameScore], m: dict[str, Any]) -> dict[str, Any]:
         "vehicle_recall": {k: sum(s.found[k] for s in scores) / max(gt, 1) for k in IOUS},
         "false_vehicle_boxes_per_frame": {k: sum(s.false[k] for s in scores) / n for k in IOUS},
         "person_boxes": sum(s.persons for s in scores),
+        "box_fit_iou30": _fit_medians(scores),
         "per_frame": [asdict(s) for s in scores],
     }
 
@@ -229,6 +272,18 @@ def write_overlays(
         atomic_write_bytes(folder / f"{Path(s['image']).stem}.jpg", jpg.tobytes())
 
 
+def _fit_text(m: dict[str, Any]) -> str:
+    f = m["box_fit_iou30"]
+    if not f["pairs"]:
+        return "-"
+    return f"{f['height_ratio']:.2f} x {f['width_ratio']:.2f} ({f['pairs']})"
+
+
+def _shift_text(m: dict[str, Any]) -> str:
+    f = m["box_fit_iou30"]
+    return f"{f['top_shift']:+.2f} / {f['bottom_shift']:+.2f}" if f["pairs"] else "-"
+
+
 def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.1f} %"
 
@@ -247,6 +302,8 @@ def summary_markdown(doc: dict[str, Any]) -> str:
         ("false vehicle boxes / frame @ 0.5 (bar <= 1)",
          lambda m: f"{m['false_vehicle_boxes_per_frame']['iou50']:.2f}"),
         ("pedestrian + cyclist boxes, whole set (bar <= 1)", lambda m: str(m["person_boxes"])),
+        ("vehicle box / label, height x width (median, pairs @ 0.3)", _fit_text),
+        ("box edge shift, top / bottom (x label height, + = down)", _shift_text),
     ]  # fmt: skip
     out = [
         f"# Real footage: {doc['model']}",
