@@ -144,10 +144,10 @@ def _fit_medians(scores: list[FrameScore]) -> dict[str, Any]:
     """box_fit's four figures as medians over every matched pair of the run."""
     fit = np.array([f for s in scores for f in s.fit], np.float64).reshape(-1, 4)
     keys = ("height_ratio", "width_ratio", "top_shift", "bottom_shift")
-    med = np.median(fit, axis=0) if len(fit) else [None] * 4
-    return {"pairs": len(fit)} | {
-        k: (None if v is None else round(float(v), 3)) for k, v in zip(keys, med, strict=True)
-    }
+    if not len(fit):
+        return {"pairs": 0} | dict.fromkeys(keys)
+    med = np.median(fit, axis=0)
+    return {"pairs": len(fit)} | {k: round(float(v), 3) for k, v in zip(keys, med, strict=True)}
 
 
 def score_frame(frame: Frame, r: FrameResult, name: str) -> FrameScore:
