@@ -19,12 +19,14 @@ import json
 import math
 import os
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from golden_app import build_model, write_clip
 
 from perception.cli import main
+from serving.app import App, Outputs
 
 GOLDEN = Path(__file__).parent / "golden" / "app_records.jsonl"
 VOLATILE = ("timings_ms", "latency_ms")  # wall-clock figures: never the same twice
@@ -72,14 +74,16 @@ def _close(got: Any, want: Any, where: str, tol: float) -> None:
 
 
 @pytest.mark.slow
-def test_application_records_match_the_golden_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("video", [True, False], ids=["drawn", "headless"])
+def test_application_records_match_the_golden_file(tmp_path: Path, video: bool) -> None:
+    """Drawn, the output side runs in the output thread; headless, in the loop's thread:
+    the records are the same either way."""
     model = build_model(tmp_path / "model.onnx")
     clip = write_clip(tmp_path / "clip")
-    jsonl, video = tmp_path / "out.jsonl", tmp_path / "out.mp4"
-    args = ["demo", str(clip), "--model", str(model), "--jsonl", str(jsonl), "--out", str(video)]
-    assert main(args) == 0
+    jsonl, out = tmp_path / "out.jsonl", ["--out", str(tmp_path / "out.mp4")] if video else []
+    assert main(["demo", str(clip), "--model", str(model), "--jsonl", str(jsonl), *out]) == 0
     got = _records(jsonl)
-    if os.environ.get("GOLDEN_UPDATE") == "1":
+    if os.environ.get("GOLDEN_UPDATE") == "1" and video:
         GOLDEN.parent.mkdir(exist_ok=True)
         GOLDEN.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in got))
         pytest.skip(f"GOLDEN_UPDATE=1: {GOLDEN} rewritten; review its diff")
@@ -90,3 +94,14 @@ def test_application_records_match_the_golden_file(tmp_path: Path) -> None:
     # the records cover what they are meant to: tracks, a coasting gap, FCW on and off
     assert any(r["warnings"]["fcw"] for r in want) and not all(r["warnings"]["fcw"] for r in want)
     assert max(o["track_id"] for r in want for o in r["obstacles"]) >= 4
+
+
+def test_the_output_thread_runs_only_when_the_app_draws() -> None:
+    """Headless, the record and hooks run in the loop's thread after the result (a thread
+    would contend for the interpreter lock with the next frame's preprocessing)."""
+    rt = SimpleNamespace(engine=None, contract=SimpleNamespace(lane_slots=(), class_names=()))
+    video = Outputs(video=SimpleNamespace())  # type: ignore[arg-type]
+    assert not App(rt).output_thread  # type: ignore[arg-type]
+    assert App(rt, video).output_thread and App(rt, draw=True).output_thread  # type: ignore[arg-type]
+    assert not App(rt, video, show=True).output_thread  # type: ignore[arg-type]
+    assert App(rt, output_thread=True).output_thread  # type: ignore[arg-type]

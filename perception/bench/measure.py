@@ -29,7 +29,8 @@ NOTES = [
     f"variants run in alternating blocks of {runs.BLOCK} frames on the same frames; the "
     "order rotates every block",
     "model = engine.run alone (IO binding), input preprocessed beforehand, untimed",
-    "headless: no overlay, no video; +overlay: overlay and mp4v video of every frame, drawn "
+    "headless: no overlay, no video; the record and the monitor's update in the loop's "
+    "thread once the result is out; +overlay: overlay and mp4v video of every frame, drawn "
     "and encoded in the output thread (SCHED_IDLE) while the next frame is inferred",
     "naive: cv2 + numpy preprocessing, session.run without IO binding, numpy decode, and "
     "the overlay and video written in the same thread; tracking as the loop",
