@@ -24,7 +24,7 @@ NOTES = [
     "track (+ monitor) and the loop's own bookkeeping; the frames are decoded into memory "
     "beforehand and copied by the capture thread as it takes each one (a fresh buffer, as a "
     "decoder writes)",
-    "output latency = capture -> record, overlay and video written (the output thread)",
+    "output latency = capture -> record, overlay and video written (the output side)",
     "FPS = frames / wall time of the variant's own blocks (threads started per block)",
     f"variants run in alternating blocks of {runs.BLOCK} frames on the same frames; the "
     "order rotates every block",
