@@ -122,6 +122,7 @@ class TrainParams:
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (see perception.train.amp_dtype)
     backbone: str = "lite0"  # lite0 (ImageNet EfficientNet-Lite0) | resnet (from scratch)
     freeze_blocks: int = 4  # lite0: stem and this many blocks keep their ImageNet weights
+    det_stride: int = 4  # obstacle heads' cell: 4 (small far objects) or 8 (net.NetConfig)
     stream: bool = False  # read frames from disk in the loader's workers (flat memory)
 
 

@@ -53,6 +53,28 @@ def test_parity_on_real_frames(exported: dict[str, Path]) -> None:
     assert max(report["raw_max_abs_diff"].values()) < 1e-3
 
 
+def test_a_stride_4_model_exports_its_stride_with_parity(
+    exported: dict[str, Path], tmp_path: Path
+) -> None:
+    """det_stride 4 (the obstacle heads one level further up the neck): the contract in the
+    ONNX file says stride 4, the engine's heatmap has that grid, the decode agrees with
+    PyTorch's."""
+    from perception.model.net import NetConfig, contract_for
+
+    cfg = NetConfig(det_stride=4)
+    torch.manual_seed(1)
+    net = PerceptionNet(contract_for(cfg), cfg).eval()
+    save_atomic(model_file(net, TrainParams(det_stride=4), {}), tmp_path / "model.pt")
+    onnx_path = export_onnx(tmp_path / "model.pt", tmp_path / "s4.onnx", {})
+    c = read_contract(onnx_path)
+    assert c.stride == 4 and c.grid == (c.input_height // 4, c.input_width // 4)
+    frames = parity_frames(str(exported["data"]), Dataset(exported["data"]).clip_ids(), 4)
+    out = Engine(onnx_path, "cpu", threads=1).run(Preprocessor(c)(frames[0]))
+    assert out.heatmap.shape[-2:] == c.grid
+    report = check_parity(tmp_path / "model.pt", onnx_path, frames)
+    assert report["ok"], report
+
+
 def test_metadata_round_trip(exported: dict[str, Path]) -> None:
     model = onnx.load(str(exported["onnx"]))
     onnx.checker.check_model(model)

@@ -90,9 +90,11 @@ def test_depthwise_in_float32_under_bfloat16_autocast_keeps_the_gradient() -> No
     assert float((amp - ref).norm() / ref.norm()) < 0.1  # bfloat16 elsewhere: 5 % measured
 
 
-def test_perception_net_on_lite0_freezes_and_runs() -> None:
-    cfg = NetConfig(backbone="lite0", freeze_blocks=4)
+@pytest.mark.parametrize("det_stride", [8, 4])
+def test_perception_net_on_lite0_freezes_and_runs(det_stride: int) -> None:
+    cfg = NetConfig(backbone="lite0", freeze_blocks=4, det_stride=det_stride)
     c = contract_for(cfg)
+    assert c.stride == det_stride
     assert c.mean == (lite0.MEAN,) * 3 and c.std == (lite0.STD,) * 3
     net = PerceptionNet(c, cfg)
     frozen = [p for p in net.lite._blocks[:4].parameters()] + list(net.lite._conv_stem.parameters())
@@ -102,6 +104,8 @@ def test_perception_net_on_lite0_freezes_and_runs() -> None:
     assert not net.lite._blocks[0]._bn1.training and net.lite._blocks[5]._bn1.training
     out = net(torch.zeros(1, 3, c.input_height, c.input_width))
     assert out.heatmap.shape[-2:] == c.grid
+    assert c.grid == (c.input_height // det_stride, c.input_width // det_stride)
+    assert out.box.shape[-2:] == c.grid
     out.lane_logits.sum().backward()
     assert net.lite._blocks[0]._depthwise_conv.weight.grad is None
     assert net.lite._blocks[12]._depthwise_conv.weight.grad is not None

@@ -42,8 +42,9 @@ def _iou(a: list[float], b: list[float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def test_targets_round_trip_through_decode(tiny: Path) -> None:
-    c = ModelContract()
+@pytest.mark.parametrize("stride", [8, 4])
+def test_targets_round_trip_through_decode(tiny: Path, stride: int) -> None:
+    c = ModelContract(stride=stride)
     checked_boxes = checked_points = 0
     for clip in Dataset(tiny).clips():
         w, h = clip.calib.image_width, clip.calib.image_height

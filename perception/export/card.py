@@ -102,7 +102,8 @@ def _details(contract: dict[str, Any], prov: dict[str, Any]) -> list[str]:
         "",
         "## Model details",
         "",
-        f"- One network: a shared {contract['backbone']}, FPN-lite neck at stride 8; a centre",
+        f"- One network: a shared {contract['backbone']}, FPN-lite neck at stride "
+        f"{contract['stride']}; a centre",
         "  heatmap obstacle head (car, truck, pedestrian, cyclist) and a row-anchor lane head",
         "  (4 ordered slots: ego_left, ego_right, outer_left, outer_right).",
         f"- Input: {contract['input_width']}x{contract['input_height']} RGB, NCHW float32, "

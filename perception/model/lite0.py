@@ -34,6 +34,8 @@ STAGES = (
 )
 TAPS = {4: 8, 10: 16, 15: 32}  # block index -> stride of its output
 TAP_CHANNELS = (40, 112, 320)
+STRIDE4 = 2  # the block whose output is at stride 4 (24 channels): the stride-4 heads' tap
+STRIDE4_CHANNELS = 24
 
 
 def _bn(c: int) -> nn.BatchNorm2d:
@@ -130,8 +132,9 @@ class Lite0(nn.Module):
                 m.eval()
         return self
 
-    def taps(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """x: (B, 3, H, W) normalised -> features at strides 8, 16, 32 (TAP_CHANNELS)."""
+    def taps(self, x: torch.Tensor, stride4: bool = False) -> list[torch.Tensor]:
+        """x: (B, 3, H, W) normalised -> features at strides 8, 16, 32 (TAP_CHANNELS),
+        preceded by stride 4's (STRIDE4_CHANNELS) when stride4."""
         out = []
         grad = torch.is_grad_enabled()
         with torch.set_grad_enabled(grad and self.frozen == 0):  # no backward into frozen
@@ -139,7 +142,7 @@ class Lite0(nn.Module):
         for i, blk in enumerate(self._blocks):
             with torch.set_grad_enabled(grad and i >= self.frozen):
                 x = blk(x)
-            if i in TAPS:
+            if i in TAPS or (stride4 and i == STRIDE4):
                 out.append(x)
         return out
 

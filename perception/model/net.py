@@ -1,5 +1,6 @@
-"""The multi-task network: a small ResNet-style backbone, an FPN-lite neck at stride 8, a
-CenterNet-style obstacle head and a row-anchor lane head (Ultra-Fast-Lane-Detection).
+"""The multi-task network: a backbone (EfficientNet-Lite0 or a small ResNet-style one), an
+FPN-lite neck down to stride 8 (or 4: NetConfig.det_stride), a CenterNet-style obstacle head
+and a row-anchor lane head (Ultra-Fast-Lane-Detection).
 
 Why these heads: row-anchor classification turns lanes into L x R small classifications
 whose decode is a softmax expectation per row (microseconds in Numba) and gives lane
@@ -34,15 +35,22 @@ class NetConfig:
     lane_hidden: int = 512
     backbone: str = "resnet"  # resnet: the blocks above, from scratch | lite0: ImageNet
     freeze_blocks: int = 0  # lite0: the stem and this many blocks are not trained
+    # obstacle heads at stride 8, or 4: the neck goes one level further up, onto the
+    # backbone's stride-4 features, at half its width (the heads' convolution costs what
+    # the stride-8 one does), for the small far objects a stride-8 cell is wider than
+    det_stride: int = 8
 
 
 def contract_for(cfg: NetConfig) -> ModelContract:
-    """The contract a backbone needs: Lite0 was trained on (x - 127) / 128 inputs."""
+    """The contract a network needs: Lite0 was trained on (x - 127) / 128 inputs; the
+    heatmap's cell is the obstacle heads' stride."""
+    if cfg.det_stride not in (4, 8):
+        raise ValueError(f"det_stride {cfg.det_stride}: 4 or 8")
     if cfg.backbone == "lite0":
         from perception.model.lite0 import MEAN, STD
 
-        return ModelContract(mean=(MEAN,) * 3, std=(STD,) * 3)
-    return ModelContract()
+        return ModelContract(mean=(MEAN,) * 3, std=(STD,) * 3, stride=cfg.det_stride)
+    return ModelContract(stride=cfg.det_stride)
 
 
 def _stage(cin: int, cout: int, blocks: int) -> nn.Sequential:
@@ -71,6 +79,7 @@ class PerceptionNet(nn.Module):
             self.lite = lite0.pretrained() if pretrained else lite0.Lite0()
             self.lite.freeze(cfg.freeze_blocks)
             taps: tuple[int, ...] = lite0.TAP_CHANNELS
+            c4 = lite0.STRIDE4_CHANNELS
         else:
             self.stem = nn.Sequential(
                 Conv2dNormActivation(3, w[0], 3, 2), Conv2dNormActivation(w[0], w[1], 3, 2)
@@ -78,12 +87,17 @@ class PerceptionNet(nn.Module):
             self.s8 = _stage(w[1], w[2], cfg.depths[0])
             self.s16 = _stage(w[2], w[3], cfg.depths[1])
             self.s32 = _stage(w[3], w[4], cfg.depths[2])
-            taps = w[2:]
+            taps, c4 = w[2:], w[1]
         self.lat8, self.lat16, self.lat32 = (nn.Conv2d(c, cfg.neck, 1) for c in taps)
-        self.det = Conv2dNormActivation(cfg.neck, cfg.neck, 3)
+        head = cfg.neck
+        if cfg.det_stride == 4:
+            head = cfg.neck // 2
+            self.top4 = nn.Conv2d(cfg.neck, head, 1)
+            self.lat4 = nn.Conv2d(c4, head, 1)
+        self.det = Conv2dNormActivation(head, head, 3)
         n_cls = len(contract.class_names)
-        self.heat = nn.Conv2d(cfg.neck, n_cls, 1)
-        self.box = nn.Conv2d(cfg.neck, 4, 1)
+        self.heat = nn.Conv2d(head, n_cls, 1)
+        self.box = nn.Conv2d(head, 4, 1)
         assert self.heat.bias is not None
         nn.init.constant_(self.heat.bias, -math.log((1 - 0.05) / 0.05))  # prior 5 %
         n_lanes, n_rows = len(contract.lane_slots), len(contract.row_anchors)
@@ -99,23 +113,25 @@ class PerceptionNet(nn.Module):
         self.lane_cls = nn.Linear(cfg.lane_hidden, math.prod(self.lane_shape))
         self.lane_exist = nn.Linear(cfg.lane_hidden, n_lanes)
 
-    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Backbone features at strides 8, 16 and 32."""
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Backbone features at strides 4, 8, 16 and 32."""
         if self.cfg.backbone == "lite0":
-            f8, f16, f32 = self.lite.taps(x)
-            return f8, f16, f32
-        f8 = self.s8(self.stem(x))
+            return self.lite.taps(x, stride4=True)
+        f4 = self.stem(x)
+        f8 = self.s8(f4)
         f16 = self.s16(f8)
-        return f8, f16, self.s32(f16)
+        return [f4, f8, f16, self.s32(f16)]
 
     def forward(self, x: torch.Tensor) -> ModelOutputs[torch.Tensor]:
-        f8, f16, f32 = self.features(x)
+        f4, f8, f16, f32 = self.features(x)
         p = self.lat32(f32)
         p = F.interpolate(p, scale_factor=2.0, mode="nearest") + self.lat16(f16)
         p = F.interpolate(p, scale_factor=2.0, mode="nearest") + self.lat8(f8)
+        if self.cfg.det_stride == 4:
+            p = F.interpolate(self.top4(p), scale_factor=2.0, mode="nearest") + self.lat4(f4)
         d = self.det(p)
-        heat = torch.sigmoid(self.heat(d))  # (B, C, H/8, W/8)
-        box = F.softplus(self.box(d)) * BOX_SCALE  # (B, 4, H/8, W/8) pixels
+        heat = torch.sigmoid(self.heat(d))  # (B, C, H/s, W/s), s = det_stride
+        box = F.softplus(self.box(d)) * BOX_SCALE  # (B, 4, H/s, W/s) pixels
         h = self.lane_fc(self.lane_reduce(f32))
         lanes = self.lane_cls(h).view(-1, *self.lane_shape)  # (B, L, R, G+1)
         exist = torch.sigmoid(self.lane_exist(h))  # (B, L)
