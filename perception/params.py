@@ -125,6 +125,10 @@ class TrainParams:
     det_stride: int = 4  # obstacle heads' cell: 4 (small far objects) or 8 (net.NetConfig)
     stream: bool = False  # read frames from disk in the loader's workers (flat memory)
 
+    def __post_init__(self) -> None:
+        if self.det_stride not in (4, 8):
+            raise UserError(f"params: train.det_stride = {self.det_stride}: 4 or 8")
+
 
 SECTIONS = (*SECTIONS, TrainParams)
 

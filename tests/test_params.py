@@ -55,3 +55,11 @@ def test_loop_settings_from_a_file_or_the_defaults(tmp_path: Path, monkeypatch) 
     assert loop_settings(tmp_path / "p.yaml").warnings.fcw_ttc_s == 1.5
     with pytest.raises(UserError, match="missing"):
         loop_settings(tmp_path / "none.yaml")
+
+
+def test_a_det_stride_other_than_4_or_8_is_a_one_line_params_error() -> None:
+    from perception.params import TrainParams
+
+    assert section({"train": {"det_stride": 8}}, TrainParams).det_stride == 8
+    with pytest.raises(UserError, match=r"^params: train.det_stride = 6: 4 or 8$"):
+        section({"train": {"det_stride": 6}}, TrainParams)
