@@ -11,6 +11,10 @@ an existing file without --overwrite) and written under a partial name until the
 well. A source that fails mid-stream (an image that does not decode, a frame of another size,
 a truncated video) ends the run with a one-line error and a non-zero exit; what was written
 stays under the partial name.
+
+A file rendered to --out (not --realtime, not --show) runs on the throughput schedule: the
+output thread draws and encodes beside inference at normal priority. A camera, --realtime or
+--show keeps the latency schedule, where drawing only takes idle CPU (serving/loop.py).
 """
 
 from __future__ import annotations
@@ -67,7 +71,11 @@ def run(args: argparse.Namespace) -> int:
     check_outputs([p for p in (args.out, args.jsonl) if p], inputs, args.overwrite)
     with open_source(spec, args.calib) as source:
         calib = source.calib_or_default()
-        rt = Runtime.onnx(args.model, calib, settings, args.device, args.threads, args.undistort)
+        # a file rendered to video as fast as it goes: frames per second before latency
+        throughput = bool(args.out) and not (args.realtime or source.live or args.show)
+        rt = Runtime.onnx(
+            args.model, calib, settings, args.device, args.threads, args.undistort, throughput
+        )
         rt.for_size(*source.size)
         monitor = for_model(args.model, rt.contract, rt.calib, args.monitor_profile)
         outputs = Outputs.open(args.out, args.jsonl, source.fps, source.size)
@@ -103,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
             raise _failed(outputs, f"{source.end_reason}", timings.frames)
         outputs.close(ok=True)
     _print_summary(timings.summary(), rt.cold)
+    print(f"schedule: {'throughput' if throughput else 'latency'} (serving/loop.py)")
     print(monitor.summary_line())
     return 0
 

@@ -89,10 +89,11 @@ def _bench(path: str | None) -> list[str]:
             f"Bench ({path}, {t['name']}, {main}): e2e p50 {e['p50_ms']:.2f} ms, p99 "
             f"{e['p99_ms']:.2f} ms, {d['fps']:.1f} FPS; model only {d['model']['p50_ms']:.2f} ms"
         ]
-        ov = by.get(f"{main}+overlay", {})
-        if ov.get("status") == "ok":
-            lines.append(f"  with overlay and video: e2e p50 {ov['e2e']['p50_ms']:.2f} ms, "
-                         f"{ov['fps']:.1f} FPS")  # fmt: skip
+        for suffix, what in (("+overlay", "camera"), ("+overlay+throughput", "file")):
+            ov = by.get(main + suffix, {})
+            if ov.get("status") == "ok":
+                lines.append(f"  with overlay and video ({what}): e2e p50 "
+                             f"{ov['e2e']['p50_ms']:.2f} ms, {ov['fps']:.1f} FPS")  # fmt: skip
         fails = [v["check"] for v in d["verdicts"] if v["status"] == "FAIL"]
         passed = sum(v["status"] == "PASS" for v in d["verdicts"])
         lines.append(f"  bars: {passed} pass, {len(fails)} fail" + (": " if fails else ""))

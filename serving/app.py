@@ -169,7 +169,8 @@ class App:
     headless, nothing written); show: a window (drawn in the loop's thread: GUI toolkits
     want one thread); draw: draw the overlay (default: when there is a video or a window);
     hooks, probes: see the module doc; output_thread: emit beside the loop rather than after
-    each frame in its thread (default: when the app draws; forced off with show)."""
+    each frame in its thread (default: when the app draws; forced off with show), at idle
+    priority unless the runtime was built for throughput (serving.loop's module doc)."""
 
     def __init__(
         self,
@@ -250,4 +251,5 @@ class App:
         return loop.run(
             frames, self.process, self.emit, paced_fps=paced_fps, live=live,
             max_frames=max_frames, on_frame=frame_done, output_thread=self.output_thread,
+            output_idle=not self.runtime.throughput,
         )  # fmt: skip

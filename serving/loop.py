@@ -13,11 +13,21 @@ Three threads at most. The capture thread reads and decodes. The loop's own thre
 `process` (preprocess, infer, decode, track: the critical path, what the car waits for).
 `emit` (record, drawing, video, log: what a person or a recorder waits for) runs either in
 the loop's thread after `process`, or, with ``output_thread=True``, in an output thread
-that handles frame N while the loop's thread runs frame N + 1. The output thread runs
-under SCHED_IDLE on Linux: it takes only CPU time the critical path leaves idle, so
-drawing and video encoding never slow inference on a 2-core machine (ONNX Runtime's
-intra-op pool keeps both cores); when it falls behind, the one-slot hand-over makes the
-loop wait rather than queue frames without bound.
+that handles frame N while the loop's thread runs frame N + 1; when it falls behind, the
+one-slot hand-over makes the loop wait rather than queue frames without bound.
+
+The output thread has one of two priorities, because on 2 cores a 1280x720 frame's drawing
+and mp4v encoding cost about as much CPU as its inference, so no arrangement gives both the
+lowest latency and the highest frame rate (measured in the README, issue 13):
+
+* latency (``output_idle=True``, the default: a camera, the car): the output thread runs
+  under SCHED_IDLE on Linux and takes only CPU time the critical path leaves idle, so
+  drawing and encoding never delay a result (ONNX Runtime's intra-op pool keeps both
+  cores). Frames come out at about 1 / (inference + output) per second.
+* throughput (``output_idle=False``: a file rendered to video, nobody waiting on a frame):
+  the output thread runs at normal priority and shares the cores with inference, whose
+  threads should then park between operators (serving.engine, spinning=False) rather than
+  spin on the core the encoder needs. More frames per second, each result later.
 
 Every stage of every frame is timed with time.perf_counter_ns: decode (capture thread),
 pre, infer, post, track, monitor (the loop's thread; monitor: serving.app's input probes),
@@ -174,8 +184,8 @@ class _Output:
     thread fed through a one-slot queue (the loop waits when the output is behind)."""
 
     def __init__(self, emit: Emit, t: Timings, on_frame: Callable[[Timings], None] | None,
-                 threaded: bool) -> None:  # fmt: skip
-        self.emit, self.t, self.on_frame = emit, t, on_frame
+                 threaded: bool, idle: bool = True) -> None:  # fmt: skip
+        self.emit, self.t, self.on_frame, self.idle = emit, t, on_frame, idle
         self.failed: list[BaseException] = []
         self._q: queue.Queue[tuple[Captured, Any, dict[str, int]] | None] = queue.Queue(1)
         self._thread: threading.Thread | None = None
@@ -191,7 +201,8 @@ class _Output:
             self.on_frame(self.t)
 
     def _run(self) -> None:
-        idle_priority()
+        if self.idle:
+            idle_priority()
         while (job := self._q.get()) is not None:
             if not self.failed:  # after a failure, drain so that the loop never blocks
                 try:
@@ -259,12 +270,14 @@ def run(
     max_frames: int | None = None,
     on_frame: Callable[[Timings], None] | None = None,
     output_thread: bool = False,
+    output_idle: bool = True,
 ) -> Timings:
     """Run the loop until the source ends (or max_frames).
 
     process(frame, stage_ns) -> result runs the model side; emit(captured, result, stage_ns)
     draws and writes, adding its own stage times (captured.t_capture_ns and t_result_ns
-    give the latencies so far), inline or in the output thread (see the module doc).
+    give the latencies so far), inline or in the output thread, at idle priority or not
+    (output_idle; see the module doc).
     paced_fps > 0: a file played at that rate as if it were a camera; live: a real camera
     (paced by its own clock). Either selects the paced mode: newest frame only, drops and
     deadline misses (a result later than one frame period after capture) counted.
@@ -275,7 +288,7 @@ def run(
     t = Timings()
     paced = paced_fps > 0 or live
     period_ns = int(1e9 / paced_fps) if paced_fps > 0 else 0
-    output = _Output(emit, t, on_frame, output_thread)
+    output = _Output(emit, t, on_frame, output_thread, output_idle)
     start = time.perf_counter()
     capture = _Capture(frames, paced, paced_fps)
     done = 0

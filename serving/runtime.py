@@ -95,6 +95,7 @@ class Runtime:
         self.alerts = Alerts(settings.warnings, contract.class_names)
         self.cold: dict[str, float] = {}
         self.engine: Engine | None = None  # set by Runtime.onnx
+        self.throughput = False  # set by Runtime.onnx: frames per second before latency
         self.last_input = np.zeros(0, np.float32)  # the latest frame's model input
         self._set_camera(calib)
 
@@ -107,14 +108,17 @@ class Runtime:
         device: str = "cpu",
         threads: int = 2,
         undistort: bool = False,
+        throughput: bool = False,
     ) -> Runtime:
         """The shipped runtime: an ONNX model through serving.engine (IO binding: the
         preprocessing writes straight into the bound input), warmed up; cold-start seconds
-        in .cold (session, Numba compile or cache load, first inference, total)."""
+        in .cold (session, Numba compile or cache load, first inference, total).
+        throughput: for a file rendered to video (serving.loop's module doc): the engine's
+        threads park between operators and an App on this runtime draws at normal priority."""
         t0 = time.perf_counter()
-        engine = Engine(model, device, threads)
+        engine = Engine(model, device, threads, spinning=not throughput)
         rt = cls(engine.contract, calib, engine.run_bound, settings, undistort=undistort)
-        rt.engine = engine
+        rt.engine, rt.throughput = engine, throughput
         rt.pre.out = engine.input  # type: ignore[attr-defined]
         rt.cold["session_s"] = engine.session_seconds
         t1 = time.perf_counter()

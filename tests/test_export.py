@@ -18,10 +18,13 @@ from perception.model.files import model_file, save_atomic
 from perception.model.net import PerceptionNet
 from perception.params import DataParams, TrainParams
 from perception.sim.generate import generate
+from serving.config import Settings
 from serving.contract import CONTRACT_VERSION, ContractError, ModelContract
 from serving.engine import Engine, read_contract
+from serving.geometry import Calib
 from serving.postprocess import Postprocessor
 from serving.preprocess import Preprocessor
+from serving.runtime import Runtime
 
 
 @pytest.fixture(scope="module")
@@ -192,6 +195,11 @@ def test_engine_threads_spin_only_inside_a_run(exported: dict[str, Path]) -> Non
     assert entry("session.force_spinning_stop") == "1"
     parked = Engine(exported["onnx"], spinning=False).session.get_session_options()
     assert parked.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    # the throughput schedule (a file rendered to video) parks them: the encoder needs a core
+    rt = Runtime.onnx(str(exported["onnx"]), Calib.default(), Settings(), throughput=True)
+    assert rt.throughput and rt.engine is not None
+    opts = rt.engine.session.get_session_options()
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
 
 def test_fold_pads_moves_asymmetric_zero_pads_into_the_conv(tmp_path: Path) -> None:

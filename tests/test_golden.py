@@ -75,13 +75,17 @@ def _close(got: Any, want: Any, where: str, tol: float) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("video", [True, False], ids=["drawn", "headless"])
-def test_application_records_match_the_golden_file(tmp_path: Path, video: bool) -> None:
-    """Drawn, the output side runs in the output thread; headless, in the loop's thread:
-    the records are the same either way."""
+def test_application_records_match_the_golden_file(
+    tmp_path: Path, video: bool, capsys: pytest.CaptureFixture
+) -> None:
+    """Drawn, the output side runs in the output thread (a file rendered to video: the
+    throughput schedule); headless, in the loop's thread: the records are the same."""
     model = build_model(tmp_path / "model.onnx")
     clip = write_clip(tmp_path / "clip")
     jsonl, out = tmp_path / "out.jsonl", ["--out", str(tmp_path / "out.mp4")] if video else []
     assert main(["demo", str(clip), "--model", str(model), "--jsonl", str(jsonl), *out]) == 0
+    schedule = "throughput" if video else "latency"
+    assert f"schedule: {schedule} " in capsys.readouterr().out
     got = _records(jsonl)
     if os.environ.get("GOLDEN_UPDATE") == "1" and video:
         GOLDEN.parent.mkdir(exist_ok=True)
@@ -105,3 +109,20 @@ def test_the_output_thread_runs_only_when_the_app_draws() -> None:
     assert App(rt, video).output_thread and App(rt, draw=True).output_thread  # type: ignore[arg-type]
     assert not App(rt, video, show=True).output_thread  # type: ignore[arg-type]
     assert App(rt, output_thread=True).output_thread  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+@pytest.mark.parametrize("idle", [True, False], ids=["latency", "throughput"])
+def test_the_output_thread_yields_to_inference_only_on_the_latency_schedule(idle: bool) -> None:
+    """Latency: the output thread runs under SCHED_IDLE (drawing never delays a result);
+    throughput: at the normal priority, sharing the cores with inference."""
+    from serving import loop
+
+    seen: list[int] = []
+
+    def emit(item: Any, result: Any, stage_ns: dict[str, int]) -> None:
+        seen.append(os.sched_getscheduler(0))
+
+    t = loop.run(range(3), lambda f, s: f, emit, output_thread=True, output_idle=idle)
+    assert t.frames == 3
+    assert seen == [os.SCHED_IDLE if idle else os.SCHED_OTHER] * 3

@@ -14,7 +14,7 @@ from typing import Any
 
 from perception.bench import micro, report, runs
 from perception.bench.monitor import bench_monitor
-from perception.bench.variants import OVERLAY, Builder, Variant
+from perception.bench.variants import OVERLAY, THROUGHPUT, Builder, Variant
 from serving.config import Settings
 from serving.stats import describe_ms
 from serving.target import Profile, fingerprint
@@ -31,7 +31,9 @@ NOTES = [
     "model = engine.run alone (IO binding), input preprocessed beforehand, untimed",
     "headless: no overlay, no video; the record and the monitor's update in the loop's "
     "thread once the result is out; +overlay: overlay and mp4v video of every frame, drawn "
-    "and encoded in the output thread (SCHED_IDLE) while the next frame is inferred",
+    "and encoded in the output thread (SCHED_IDLE: the latency schedule) while the next "
+    "frame is inferred; +throughput: the same with the output thread at normal priority and "
+    "ONNX Runtime's threads parked between operators (a file rendered to video)",
     "naive: cv2 + numpy preprocessing, session.run without IO binding, numpy decode, and "
     "the overlay and video written in the same thread; tracking as the loop",
     "cold_start numba_s is a compile or a cache load (cache=True)",
@@ -41,8 +43,10 @@ NOTES = [
 
 
 def variant_names(profile: Profile) -> list[str]:
-    """The main variant, it with the overlay, then the profile's side-by-side list."""
-    return list(dict.fromkeys([profile.variant, profile.variant + OVERLAY,
+    """The main variant, it with the overlay on each schedule, then the profile's
+    side-by-side list."""
+    main = profile.variant
+    return list(dict.fromkeys([main, main + OVERLAY, main + THROUGHPUT,
                                *profile.variants_side_by_side]))  # fmt: skip
 
 
@@ -117,7 +121,7 @@ def _assemble(
             "ms": s["e2e"]["p50_ms"] - model["p50_ms"],
             "ratio_to_model_p50": s["e2e"]["p50_ms"] / model["p50_ms"],
         }
-        for s in summaries[:2]
+        for s in summaries[:3]
         if s["status"] == "ok"
     }
     return {

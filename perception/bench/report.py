@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from perception.bench.monitor import MONITOR_MS
-from perception.bench.variants import OVERLAY
+from perception.bench.variants import OVERLAY, THROUGHPUT
 from serving.files import atomic_write_bytes
 from serving.loop import CRITICAL, STAGES
 
@@ -19,7 +19,8 @@ OVERLAY_OVER_MODEL = 1.20  # ... with the overlay and video writer
 SCENE_MS = 0.2  # tracking + lane geometry + warnings p50, 20 tracks
 PRE_MS = 0.45  # preprocessing p50 in the loop
 PRE_VS_BLOB = 1.5  # serving preprocessing at least this many times faster than blobFromImage
-LOOP_VS_NAIVE = 1.3  # loop FPS (overlay and video) at least this many times the naive loop's
+LOOP_VS_NAIVE = 1.3  # loop FPS (overlay and video, rendering a file: the throughput
+# schedule, as `perception demo --out` runs) at least this many times the naive loop's
 P99_OVER_P50 = 1.5  # e2e p99 at most this many times p50
 
 
@@ -84,7 +85,7 @@ def verdicts(res: dict[str, Any]) -> list[dict[str, Any]]:
             f"{ratio:.2f}x",
         )
     )
-    out.append(_vs_naive(res, ov))
+    out.append(_vs_naive(res, _variant(res, res["main_variant"] + THROUGHPUT)))
     out.append(
         _at_most(f"e2e p99 <= {P99_OVER_P50}x p50", p99 / p50, P99_OVER_P50, f"{p99 / p50:.2f}x")
     )
@@ -98,9 +99,10 @@ def verdicts(res: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _vs_naive(res: dict[str, Any], ours: dict[str, Any] | None) -> dict[str, Any]:
     naive = _variant(res, "naive")
-    check = f"loop FPS >= {LOOP_VS_NAIVE}x naive loop FPS (both drawing and writing video)"
+    check = (f"loop FPS >= {LOOP_VS_NAIVE}x naive loop FPS (both drawing and writing video; "
+             "ours on the throughput schedule)")  # fmt: skip
     if not (naive and ours and naive["fps"]):
-        return _v(check, None, LOOP_VS_NAIVE, None, "naive loop or overlay variant not run")
+        return _v(check, None, LOOP_VS_NAIVE, None, "naive loop or throughput variant not run")
     r = ours["fps"] / naive["fps"]
     detail = f"{ours['fps']:.1f} vs {naive['fps']:.1f} FPS ({r:.2f}x)"
     return _v(check, r, LOOP_VS_NAIVE, r >= LOOP_VS_NAIVE, detail)

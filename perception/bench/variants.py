@@ -4,7 +4,11 @@ code and differs only where it says.
 
     fp32, int8, fp16   the shipped loop on each ONNX model, headless (no overlay, no video)
     <main>+overlay     the target's model with the overlay and a video writer, drawn in the
-                       output thread while the next frame is inferred
+                       output thread while the next frame is inferred, on the latency
+                       schedule (a camera: the output thread takes only idle CPU)
+    <main>+overlay+throughput
+                       the same on the throughput schedule (a file rendered to video, as
+                       `perception demo --out` runs it: see serving/loop.py)
     pytorch            PyTorch eager instead of ONNX Runtime, headless
     naive              a typical demo script: cv2 + numpy stages (perception.bench.naive),
                        drawing and video writing in the same thread as inference
@@ -49,6 +53,7 @@ FILES = {
     "naive": "perception.onnx",
 }
 OVERLAY = "+overlay"  # suffix of the main variant's row with the overlay and video writer
+THROUGHPUT = OVERLAY + "+throughput"  # ... and the row of the same on the throughput schedule
 
 
 @dataclass
@@ -131,7 +136,7 @@ class Builder:
 
     def build(self, name: str) -> Variant:
         """A ready Variant, or one with a 'skipped: ...' status."""
-        kind = name.removesuffix(OVERLAY)
+        kind = name.split("+")[0]
         path = self.models / FILES[kind]
         v = Variant(name, str(path))
         if kind == "fp16" and not self.gpu:
@@ -152,13 +157,14 @@ class Builder:
         elif kind == "naive":
             rt = naive_runtime(path, calib, self.settings, p.device, p.threads)
         else:
-            rt = Runtime.onnx(str(path), calib, self.settings, p.device, p.threads)
+            rt = Runtime.onnx(str(path), calib, self.settings, p.device, p.threads,
+                              throughput=name.endswith(THROUGHPUT))  # fmt: skip
         size = (calib.image_width, calib.image_height)
         if kind == "naive":  # a demo script: no monitor
             video = VideoSink(self.tmp / f"{name}.mp4", self.fps, size)
             return App(rt, Outputs(video), output_thread=False)
         app = App(rt)
-        if name.endswith(OVERLAY):
+        if name.endswith((OVERLAY, THROUGHPUT)):
             app = App(rt, Outputs(VideoSink(self.tmp / f"{name}.mp4", self.fps, size)))
         MonitorHook(Monitor(rt.contract, calib, self.monitor_profile)).attach(app)
         return app
