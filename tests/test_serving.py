@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 
 from serving.contract import ContractError, ModelContract, ModelOutputs
-from serving.postprocess import NO_POINT, Postprocessor, decode_boxes, decode_lanes, nms
+from serving.postprocess import (
+    NO_POINT,
+    Postprocessor,
+    decode_boxes,
+    decode_lanes,
+    fit_quadratic,
+    nms,
+)
 from serving.preprocess import Preprocessor, resize_rgb_u8
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,7 +82,8 @@ def test_decode_lanes_against_numpy() -> None:
     logits = rng.normal(0, 3, (4, 56, 101)).astype(np.float32)
     exist = np.array([0.9, 0.2, 0.7, 0.8], np.float32)
     got = np.empty((4, 56), np.float32)
-    decode_lanes(logits, exist, 0.5, 1280.0, got)
+    rows = np.arange(160, 720, 10, dtype=np.float32)
+    decode_lanes(logits, exist, 0.5, 1280.0, rows, got, False)  # no fit: per-row values
     # reference without smoothing: softmax expectation over the cells where argmax != none
     e = np.exp(logits[..., :100] - logits.max(-1, keepdims=True))
     x = (e * (np.arange(100) + 0.5)).sum(-1) / e.sum(-1) * 1280 / 100
@@ -86,6 +94,48 @@ def test_decode_lanes_against_numpy() -> None:
     sm = np.zeros_like(x)
     sm[:, 1:-1] = (x[:, :-2] + x[:, 1:-1] + x[:, 2:]) / 3
     assert np.all(raw_or_smoothed | np.isclose(got, sm, atol=1e-2) | ~present)
+
+
+def test_fit_quadratic_hand_cases() -> None:
+    """An exact quadratic comes back unchanged; noise around one is pulled towards it; the
+    absent points stay absent; too few points or too few distinct rows are left alone."""
+    t = np.arange(160, 720, 10, dtype=np.float32)
+    truth = (300.0 + 0.8 * (t - 160) + 1e-3 * (t - 160) ** 2).astype(np.float32)
+    x = truth.copy()
+    x[:5] = NO_POINT  # the lane starts lower in the image
+    fit_quadratic(t, x, 5)
+    assert np.array_equal(x[:5], np.full(5, NO_POINT, np.float32))
+    assert np.abs(x[5:] - truth[5:]).max() < 1e-2
+    noisy = truth + np.random.default_rng(0).normal(0, 4, t.shape).astype(np.float32)
+    fitted = noisy.copy()
+    fit_quadratic(t, fitted, 5)
+    assert np.abs(fitted - truth).mean() < 0.5 * np.abs(noisy - truth).mean()
+    few = np.full(t.shape, NO_POINT, np.float32)
+    few[[3, 9, 20, 30]] = [1.0, 9.0, 2.0, 7.0]
+    kept = few.copy()
+    fit_quadratic(t, kept, 5)
+    assert np.array_equal(kept, few)
+    flat = np.full(6, 5.0, np.float32)  # one distinct row: no quadratic through it
+    same = flat.copy()
+    fit_quadratic(np.ones(6, np.float32), same, 5)
+    assert np.array_equal(same, flat)
+
+
+def test_decode_lanes_fits_a_quadratic_per_lane() -> None:
+    """Logits that peak along a quadratic with one row's peak knocked 3 cells off: the
+    decode follows the quadratic there (the fit), not the stray row."""
+    cells, rows = 100, np.arange(160, 720, 10, dtype=np.float32)
+    centre = 20.0 + 0.1 * (rows - 160) + 8e-5 * (rows - 160) ** 2  # cells
+    stray = centre.copy()
+    stray[30] += 3.0
+    grid = np.arange(cells) + 0.5
+    logits = np.full((1, rows.size, cells + 1), -20.0, np.float32)
+    logits[0, :, :cells] = -0.5 * (grid[None, :] - stray[:, None]) ** 2
+    got = np.empty((1, rows.size), np.float32)
+    decode_lanes(logits, np.ones(1, np.float32), 0.5, 1280.0, rows, got)
+    px = centre * 12.8
+    assert abs(got[0, 30] - px[30]) < 0.35 * 3.0 * 12.8  # the stray row is pulled back
+    assert np.abs(got[0] - px).max() < 0.35 * 3.0 * 12.8
 
 
 def test_nms_hand_case() -> None:
