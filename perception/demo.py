@@ -55,28 +55,20 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from tqdm import tqdm
 
-    from perception.params import loop_settings
     from serving.app import App, Outputs
     from serving.io import open_source
     from serving.loop import Timings
     from serving.monitor_hook import for_model
-    from serving.runtime import Runtime, configure_threads
+    from serving.runtime import configure_threads
     from serving.sinks import check_outputs
     from serving.source import SourceError
 
     configure_threads(numba_threads=args.threads)
-    settings = loop_settings(args.params)
     spec = _pick_input(args.input, args.clip, args.splits)
     inputs = [p for p in (args.input, spec, args.model, args.calib, args.splits) if p]
     check_outputs([p for p in (args.out, args.jsonl) if p], inputs, args.overwrite)
     with open_source(spec, args.calib) as source:
-        calib = source.calib_or_default()
-        # a file rendered to video as fast as it goes: frames per second before latency
-        throughput = bool(args.out) and not (args.realtime or source.live or args.show)
-        rt = Runtime.onnx(
-            args.model, calib, settings, args.device, args.threads, args.undistort, throughput
-        )
-        rt.for_size(*source.size)
+        rt = _runtime(args, source)
         monitor = for_model(args.model, rt.contract, rt.calib, args.monitor_profile)
         outputs = Outputs.open(args.out, args.jsonl, source.fps, source.size)
         quiet = args.realtime or source.live or not sys.stderr.isatty()
@@ -111,9 +103,24 @@ def run(args: argparse.Namespace) -> int:
             raise _failed(outputs, f"{source.end_reason}", timings.frames)
         outputs.close(ok=True)
     _print_summary(timings.summary(), rt.cold)
-    print(f"schedule: {'throughput' if throughput else 'latency'} (serving/loop.py)")
+    print(f"schedule: {'throughput' if rt.throughput else 'latency'} (serving/loop.py)")
     print(monitor.summary_line())
     return 0
+
+
+def _runtime(args: argparse.Namespace, source: Any) -> Any:
+    """The runtime for this source: a file rendered to --out (not --realtime, not --show)
+    gets the throughput schedule (serving/loop.py), anything watched or live the latency one."""
+    from perception.params import loop_settings
+    from serving.runtime import Runtime
+
+    throughput = bool(args.out) and not (args.realtime or source.live or args.show)
+    rt = Runtime.onnx(
+        args.model, source.calib_or_default(), loop_settings(args.params), args.device,
+        args.threads, args.undistort, throughput,
+    )  # fmt: skip
+    rt.for_size(*source.size)
+    return rt
 
 
 def _failed(outputs: Any, reason: str, frames: int) -> UserError:
