@@ -98,7 +98,7 @@ def test_naive_decode_agrees_with_serving() -> None:
     exist = np.array([0.9, 0.1, 0.8, 0.7], np.float32)
     ref = np.empty(logits.shape[:2], np.float32)
     rows = np.asarray(c.row_anchors, np.float32) * 720
-    decode_lanes(logits, exist, c.lane_exist_threshold, 1280.0, rows, ref, False)  # no fit
+    decode_lanes(logits, exist, c.lane_exist_threshold, 1280.0, rows, ref, 0.0)  # no fit
     got = numpy_decode_lanes(logits, exist, c, 1280)
     assert np.array_equal(got < 0, ref < 0)  # same absent points; serving also smooths
     assert np.abs(got[got >= 0] - ref[ref >= 0]).max() < 1280 / c.lane_cells

@@ -91,6 +91,14 @@ def test_oracle_scores_perfectly_and_outputs_parse(tiny, tmp_path):
             ap = o["detection"][key][cls]
             assert (ap == pytest.approx(1.0)) if cls in present else ap is None, (key, cls)
     assert o["detection"]["ap50"]["mean"] == pytest.approx(1.0)
+    # the oracle finds every box of every height; the bins hold every gt box that AP counts
+    # (not the crowd ones: mostly hidden objects, ignored by COCO's matching) once
+    by = o["detection"]["recall50_by_height_px"]
+    for cls in CLASS_NAMES:
+        bins = by[cls].values()
+        assert all(b["recall"] == (1.0 if b["boxes"] else None) for b in bins), cls
+    n_gt = sum(b["boxes"] for c in by.values() for b in c.values())
+    assert n_gt == sum(not a["iscrowd"] for a in gt["annotations"]) > 0
     assert set(o["slices"]) == {"day", "dusk", "night", "rain", "fog", "curves", "highway"}
     assert sum(s["frames"] for k, s in o["slices"].items() if k in ("day", "dusk", "night")) == (
         n_frames

@@ -208,6 +208,22 @@ def test_coco_operating_point_is_the_best_f1_score():
     assert detection.coco_ap(gt, [det(1, far[0], 0.9)])["operating"]["car"]["score"] == 1.0
 
 
+def test_coco_recall_by_box_height_hand_case():
+    """Cars 10, 20, 30, 60, 60 and 120 px tall (bins <24, 24-48, 48-96, >=96); found at IoU
+    0.5: the 20, one 60 (the other's detection is a truck: another class) and the 120; the 10
+    px car's detection is too far off (IoU 1/3). A pedestrian at 30 px is found; no truck."""
+    cars = [[100, 100, 110, 110], [200, 100, 210, 120], [300, 100, 330, 130],
+            [400, 100, 440, 160], [500, 100, 540, 160], [600, 100, 700, 220]]  # fmt: skip
+    gt = coco_gt([(1, b) for b in cars] + [(3, [800, 100, 815, 130])])
+    dets = [det(1, [105, 100, 115, 110]), det(1, cars[1]), det(1, cars[3]), det(2, cars[4]),
+            det(1, cars[5]), det(3, [800, 100, 815, 130])]  # fmt: skip
+    by = detection.CocoEvaluator(gt, dets).recall_by_height()
+    car = {k: (v["recall"], v["boxes"]) for k, v in by["car"].items()}
+    assert car == {"<24": (0.5, 2), "24-48": (0.0, 1), "48-96": (0.5, 2), ">=96": (1.0, 1)}
+    assert by["pedestrian"]["24-48"] == {"recall": 1.0, "boxes": 1}
+    assert all(v == {"recall": None, "boxes": 0} for v in by["truck"].values())
+
+
 def test_coco_slice_scores_as_an_evaluator_of_the_slice_alone():
     """Slices reuse the per-image matching of all images; the result must be what COCOeval
     gives on the slice's images alone (random boxes and scores, ties included)."""

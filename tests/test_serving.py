@@ -83,7 +83,7 @@ def test_decode_lanes_against_numpy() -> None:
     exist = np.array([0.9, 0.2, 0.7, 0.8], np.float32)
     got = np.empty((4, 56), np.float32)
     rows = np.arange(160, 720, 10, dtype=np.float32)
-    decode_lanes(logits, exist, 0.5, 1280.0, rows, got, False)  # no fit: per-row values
+    decode_lanes(logits, exist, 0.5, 1280.0, rows, got, 0.0)  # no fit: per-row values
     # reference without smoothing: softmax expectation over the cells where argmax != none
     e = np.exp(logits[..., :100] - logits.max(-1, keepdims=True))
     x = (e * (np.arange(100) + 0.5)).sum(-1) / e.sum(-1) * 1280 / 100
@@ -103,21 +103,21 @@ def test_fit_quadratic_hand_cases() -> None:
     truth = (300.0 + 0.8 * (t - 160) + 1e-3 * (t - 160) ** 2).astype(np.float32)
     x = truth.copy()
     x[:5] = NO_POINT  # the lane starts lower in the image
-    fit_quadratic(t, x, 5)
+    fit_quadratic(t, x, 5, 1e9)
     assert np.array_equal(x[:5], np.full(5, NO_POINT, np.float32))
     assert np.abs(x[5:] - truth[5:]).max() < 1e-2
     noisy = truth + np.random.default_rng(0).normal(0, 4, t.shape).astype(np.float32)
     fitted = noisy.copy()
-    fit_quadratic(t, fitted, 5)
+    fit_quadratic(t, fitted, 5, 1e9)
     assert np.abs(fitted - truth).mean() < 0.5 * np.abs(noisy - truth).mean()
     few = np.full(t.shape, NO_POINT, np.float32)
     few[[3, 9, 20, 30]] = [1.0, 9.0, 2.0, 7.0]
     kept = few.copy()
-    fit_quadratic(t, kept, 5)
+    fit_quadratic(t, kept, 5, 1e9)
     assert np.array_equal(kept, few)
     flat = np.full(6, 5.0, np.float32)  # one distinct row: no quadratic through it
     same = flat.copy()
-    fit_quadratic(np.ones(6, np.float32), same, 5)
+    fit_quadratic(np.ones(6, np.float32), same, 5, 1e9)
     assert np.array_equal(same, flat)
 
 
@@ -132,7 +132,7 @@ def test_decode_lanes_fits_a_quadratic_per_lane() -> None:
     logits = np.full((1, rows.size, cells + 1), -20.0, np.float32)
     logits[0, :, :cells] = -0.5 * (grid[None, :] - stray[:, None]) ** 2
     got = np.empty((1, rows.size), np.float32)
-    decode_lanes(logits, np.ones(1, np.float32), 0.5, 1280.0, rows, got)
+    decode_lanes(logits, np.ones(1, np.float32), 0.5, 1280.0, rows, got, 1.0)
     px = centre * 12.8
     assert abs(got[0, 30] - px[30]) < 0.35 * 3.0 * 12.8  # the stray row is pulled back
     assert np.abs(got[0] - px).max() < 0.35 * 3.0 * 12.8

@@ -48,7 +48,7 @@ from perception.evaluate.predictors import (
     resample_lanes,
     run_predictors,
 )
-from perception.evaluate.report import print_table, write_outputs
+from perception.evaluate.report import print_recall_by_height, print_table, write_outputs
 from perception.evaluate.scoring import score_runs
 from perception.params import EvaluateParams, load_params, section
 
@@ -117,6 +117,7 @@ def _cmd(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     metrics = evaluate(args.data, args.splits, args.out, predictors, params, progress=True)
     print_table(metrics)
+    print_recall_by_height(metrics)
     print(f"{args.out}: written in {time.perf_counter() - t0:.1f} s")
     return 0
 

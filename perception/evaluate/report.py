@@ -138,3 +138,16 @@ def print_table(metrics: dict[str, Any]) -> None:
                 f"{_fmt(la['fn']):>5} {_fmt(ap):>5}"
             )
         print(line)
+
+
+def print_recall_by_height(metrics: dict[str, Any]) -> None:
+    """Per class of each predictor that detects: recall at IoU 0.5 by box height, in percent,
+    with the number of boxes in each bin."""
+    for name, m in metrics.items():
+        by = (m.get("detection") or {}).get("recall50_by_height_px")
+        if not by:
+            continue
+        print(f"{name}: recall at IoU 0.5 by box height (px at the source size; boxes)")
+        for cls, bins in by.items():
+            cells = [f"{lab} {_fmt(b['recall']):>5} ({b['boxes']})" for lab, b in bins.items()]
+            print(f"  {cls:<11}" + " | ".join(cells))

@@ -72,7 +72,8 @@ class _Scorer:
 
     def detection(self, idx: Sequence[int] | None) -> tuple[dict | None, list[dict]]:
         """({ap50, ap} per class and mean, PR points) over frames idx; over all frames (idx
-        None) also each class's best-F1 operating point at IoU 0.5."""
+        None) also each class's best-F1 operating point at IoU 0.5 and its recall at IoU 0.5
+        by box height (how far the small far objects are found)."""
         if self.coco is None:
             return None, []
         ids = None if idx is None else [self.frames[i].image_id for i in idx]
@@ -80,6 +81,7 @@ class _Scorer:
         det = {"ap50": r["ap50"], "ap": r["ap"]}
         if idx is None:
             det["operating"] = r["operating"]
+            det["recall50_by_height_px"] = self.coco.recall_by_height()
         return det, r["pr"]
 
     def distance(self, idx: Sequence[int]) -> dict | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -21,6 +22,9 @@ from pycocotools.cocoeval import COCOeval
 
 IOU_50, IOU_75 = 0, 5  # indices into COCOeval's IoU thresholds .50:.05:.95
 AREA_ALL, MAX_DETS_100 = 0, 2
+# box-height bins (pixels at the source resolution) of recall_by_height: COCO's own size
+# ranges are areas, and a far car and a near pedestrian can share an area but not a height
+HEIGHT_BINS_PX = (24.0, 48.0, 96.0)
 
 
 def _coco(dataset: dict) -> COCO:
@@ -133,6 +137,35 @@ class CocoEvaluator:
                 out["operating"][name] = best_f1(recall, prec[IOU_50, :, k], score[IOU_50, :, k])
         for key in ("ap50", "ap75", "ap"):
             out[key] = _with_mean(out[key])
+        return out
+
+    def recall_by_height(self, bins: Sequence[float] = HEIGHT_BINS_PX) -> dict[str, dict]:
+        """Per class, the share of ground-truth boxes matched at IoU 0.5 by any detection of
+        the evaluation (COCO's matching: down to its lowest score, 100 a frame), by box height:
+        {class: {"<24": {"recall", "boxes"}, "24-48": ..., ">=96": ...}}; recall None for a
+        bin without boxes. Read from the matches COCOeval made for AP (no second matching)."""
+        ev = self._matched()
+        edges = [0.0, *bins, float("inf")]
+        labels = [f"<{bins[0]:g}"] + [f"{a:g}-{b:g}" for a, b in itertools.pairwise(bins)]
+        labels.append(f">={bins[-1]:g}")
+        n_img, n_area = len(ev._paramsEval.imgIds), len(ev._paramsEval.areaRng)
+        out: dict[str, dict] = {}
+        for k, cat in enumerate(ev._paramsEval.catIds):
+            found, total = np.zeros(len(labels), int), np.zeros(len(labels), int)
+            first = (k * n_area + AREA_ALL) * n_img
+            for e in ev.evalImgs[first : first + n_img]:
+                if e is None:
+                    continue
+                for g, gid in enumerate(e["gtIds"]):
+                    if e["gtIgnore"][g]:
+                        continue
+                    b = int(np.searchsorted(edges, self.gt.anns[gid]["bbox"][3], "right")) - 1
+                    total[b] += 1
+                    found[b] += int(e["gtMatches"][IOU_50, g] > 0)
+            out[self.names[cat]] = {
+                lab: {"recall": float(f / t) if t else None, "boxes": int(t)}
+                for lab, f, t in zip(labels, found, total, strict=True)
+            }
         return out
 
 
