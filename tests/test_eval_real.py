@@ -115,10 +115,21 @@ def test_evaluate_real_writes_metrics_overlays_and_summary(
         assert set(m["vehicle_recall"]) == {"iou50", "iou30"} and len(m["per_frame"]) == 8
         assert set(m["ap50"]) == set(CLASS_NAMES) and m["lanes"]["accuracy"] is not None
         assert sum(f["gt_lanes"] for f in m["per_frame"]) == 24
+        point = {
+            "lane_acc": m["lanes"]["accuracy"],
+            "lane_fp": m["lanes"]["fp"],
+            "lane_fn": m["lanes"]["fn"],
+            "false_vehicle_boxes_per_frame_iou50": m["false_vehicle_boxes_per_frame"]["iou50"],
+        }
+        point |= {f"vehicle_recall_{k}": v for k, v in m["vehicle_recall"].items()}  # fmt: skip
+        assert set(m["interval95"]) == set(point)
+        for key, (low, high) in m["interval95"].items():  # the figure lies inside its interval
+            assert low - 1e-9 <= point[key] <= high + 1e-9, key
     names = sorted(f["image"] for f in doc["demo"]["per_frame"])
     assert names[0] == "advlane_straight_lines1.jpg"
     assert sorted(p.name for p in (out / "overlays").iterdir()) == names
-    assert "advlane_test6.jpg" in (out / "summary.md").read_text()
+    summary = (out / "summary.md").read_text()
+    assert "advlane_test6.jpg" in summary and "| demo, 95 % interval over frames |" in summary
     # `perception evaluate` scores the same set without a splits file, undistorted too
     argv = ["evaluate", "--data", str(real_dataset), "--model", str(onnx_model)]
     assert main([*argv, "--out", str(tmp_path / "ev"), "--undistort"]) == 0

@@ -344,3 +344,21 @@ def test_baseline_on_an_empty_road():
     calib = Calib.default()
     pred = HoughBaseline()(np.full((720, 1280, 3), 90, np.uint8), calib, H.astype(np.float32))
     assert (pred.lanes.xs == NO_POINT).all() and not pred.lanes.exist.any()
+
+
+def test_bootstrap_intervals_by_hand():
+    """Two samples 0 and 1: a draw's mean is 0, 0.5 or 1 (odds 1/4, 1/2, 1/4), so the 2.5 and
+    97.5 percentiles of 10,000 draws are 0 and 1. Equal samples leave no spread; pairs with
+    the same ratio give that ratio; pairs with nothing labelled drop out."""
+    from perception.metrics.interval import mean_interval, ratio_interval
+
+    assert mean_interval([0.0, 1.0]) == [0.0, 1.0]
+    assert mean_interval([0.25] * 8) == [0.25, 0.25]
+    assert mean_interval([0.5]) is None
+    assert ratio_interval([1, 2, 3], [2, 4, 6]) == [0.5, 0.5]
+    assert ratio_interval([1, 0, 2], [2, 0, 4]) == [0.5, 0.5]  # the 0/0 frame adds nothing
+    assert ratio_interval([1, 5], [2, 0]) is None
+    values = [0.0, 0.0, 1 / 3, 0.5, 0.0, 1 / 3, 1 / 3, 0.5]
+    low, high = mean_interval(values)
+    assert low < np.mean(values) < high and low > 0.0 and high < 0.5
+    assert mean_interval(values) == [low, high]  # seeded: the same interval every run
