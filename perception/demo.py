@@ -117,7 +117,7 @@ def _runtime(args: argparse.Namespace, source: Any) -> Any:
     throughput = bool(args.out) and not (args.realtime or source.live or args.show)
     rt = Runtime.onnx(
         args.model, source.calib_or_default(), loop_settings(args.params), args.device,
-        args.threads, args.undistort, throughput,
+        args.threads, args.undistort, throughput, args.far_field,
     )  # fmt: skip
     rt.for_size(*source.size)
     return rt
@@ -163,6 +163,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="undistort frames in the preprocessing pass (a calibration with lens distortion)",
     )
+    p.add_argument(
+        "--far-field", type=int, default=0, metavar="WIDTH",
+        help="also run the model on a crop WIDTH source pixels wide around the horizon, for "
+        "small far objects (serving/farfield.py: one more inference a frame; 0 = off)",
+    )  # fmt: skip
     p.add_argument("--realtime", action="store_true", help="paced at the source frame rate")
     p.add_argument("--show", action="store_true", help="show a window")
     p.add_argument("--clip", help="clip id when INPUT is a dataset root")

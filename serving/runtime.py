@@ -19,13 +19,14 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from serving import farfield
 from serving.alerts import Alerts, Warnings
 from serving.config import Settings
 from serving.contract import ModelContract, ModelOutputs
 from serving.engine import Engine
 from serving.geometry import Calib
 from serving.lanes import LaneGeometry, LaneSmoother, ego_slots, lane_geometry
-from serving.postprocess import FramePrediction, Postprocessor
+from serving.postprocess import Detections, FramePrediction, Postprocessor
 from serving.preprocess import Preprocessor
 from serving.projection import pack
 from serving.tracking import Tracker, Tracks
@@ -72,7 +73,9 @@ class Runtime:
     (default: serving.postprocess). undistort: with a calibration that has lens distortion,
     the preprocessing pass undistorts (serving.undistort) and the decoded lanes and boxes
     are mapped back onto the recorded image, so that everything after decode stays in
-    source pixels; without distortion it changes nothing."""
+    source pixels; without distortion it changes nothing. far_field: the width (source
+    pixels) of a crop around the horizon that the model sees too, for small far objects
+    (serving.farfield: one more inference a frame); 0 = off."""
 
     def __init__(
         self,
@@ -84,8 +87,11 @@ class Runtime:
         pre: Callable[[np.ndarray], np.ndarray] | None = None,
         make_decoder: MakeDecoder = Postprocessor,
         undistort: bool = False,
+        far_field: int = 0,
     ):
         self.contract, self.infer, self.settings = contract, infer, settings
+        self.far_field = far_field
+        self.far_pre = Preprocessor(contract)  # the crop is read as recorded
         self.undistort = undistort and calib.has_distortion
         self.pre = pre or (
             UndistortingPreprocessor(contract, calib) if self.undistort else Preprocessor(contract)
@@ -109,6 +115,7 @@ class Runtime:
         threads: int = 2,
         undistort: bool = False,
         throughput: bool = False,
+        far_field: int = 0,
     ) -> Runtime:
         """The shipped runtime: an ONNX model through serving.engine (IO binding: the
         preprocessing writes straight into the bound input), warmed up; cold-start seconds
@@ -117,9 +124,12 @@ class Runtime:
         threads park between operators and an App on this runtime draws at normal priority."""
         t0 = time.perf_counter()
         engine = Engine(model, device, threads, spinning=not throughput)
-        rt = cls(engine.contract, calib, engine.run_bound, settings, undistort=undistort)
+        rt = cls(
+            engine.contract, calib, engine.run_bound, settings, undistort=undistort,
+            far_field=far_field,
+        )  # fmt: skip
         rt.engine, rt.throughput = engine, throughput
-        rt.pre.out = engine.input  # type: ignore[attr-defined]
+        rt.pre.out = rt.far_pre.out = engine.input  # type: ignore[attr-defined]
         rt.cold["session_s"] = engine.session_seconds
         t1 = time.perf_counter()
         rt.warmup()
@@ -133,6 +143,9 @@ class Runtime:
         if isinstance(self.pre, UndistortingPreprocessor):
             self.pre.calib = calib
         self.decode = self.make_decoder(self.contract, calib.image_width, calib.image_height)
+        self.far = farfield.far_window(calib, self.far_field, self.contract)
+        if self.far is not None:
+            self.far_decode = self.make_decoder(self.contract, self.far.width, self.far.height)
         self.reset()
 
     def reset(self) -> None:
@@ -147,7 +160,7 @@ class Runtime:
 
     def warmup(self) -> None:
         """Compile (or load from Numba's cache) the kernels before the first frame."""
-        for part in (self.pre, self.decode):
+        for part in (self.pre, self.decode, self.far_pre):
             if hasattr(part, "warmup"):
                 part.warmup()
 
@@ -157,6 +170,9 @@ class Runtime:
         """image: uint8 HxW, HxWx3 BGR or HxWx4; t_s capture time (s); speed_mps: ego speed
         (None: unknown). Adds pre, infer, post and track times (ns) to stage_ns."""
         clock = time.perf_counter_ns
+        far_ns = [0, 0, 0]  # the far-field pass's pre, infer, post
+        # the far field first, so that the bound input holds the frame's own input after
+        far = self._far_pass(image, far_ns) if self.far is not None else None
         t0 = clock()
         x = self.last_input = self.pre(image)
         t1 = clock()
@@ -165,12 +181,33 @@ class Runtime:
         pred = self.decode(out.image(0))
         if self.undistort:
             pred = distort_prediction(pred, self.calib)
+        if far is not None and self.far is not None:
+            c, cal = self.contract, self.calib
+            pred.detections = farfield.merge(
+                pred.detections, far, self.far, cal.image_width, cal.image_height,
+                c.nms_iou, c.max_detections,
+            )  # fmt: skip
         pred.lanes = self.smoother(pred.lanes)
         t3 = clock()
         result = self.read_scene(pred, t_s, speed_mps)
         t4 = clock()
-        stage_ns.update(pre=t1 - t0, infer=t2 - t1, post=t3 - t2, track=t4 - t3)
+        pre, infer, post = t1 - t0 + far_ns[0], t2 - t1 + far_ns[1], t3 - t2 + far_ns[2]
+        stage_ns.update(pre=pre, infer=infer, post=post, track=t4 - t3)
         return result
+
+    def _far_pass(self, image: np.ndarray, spent: list[int]) -> Detections:
+        """The model's detections on the far-field window (window pixels); its pre, infer
+        and post times (ns) into spent."""
+        assert self.far is not None
+        clock = time.perf_counter_ns
+        t0 = clock()
+        x = self.far_pre(farfield.crop(image, self.far))
+        t1 = clock()
+        out = self.infer(x)
+        t2 = clock()
+        det = self.far_decode(out.image(0)).detections
+        spent[:] = [t1 - t0, t2 - t1, clock() - t2]
+        return det
 
     def read_scene(self, pred: FramePrediction, t_s: float, speed_mps: float | None) -> Result:
         """The 'track' stage: what one frame's decoded prediction (source pixels) tells the

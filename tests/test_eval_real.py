@@ -110,6 +110,7 @@ def test_evaluate_real_writes_metrics_overlays_and_summary(
     doc = json.loads((out / "metrics.json").read_text())
     assert (doc["frames"], doc["gt_lanes"], doc["gt_vehicles"]) == (8, 24, 28)
     assert doc["score_thresholds"] == dict.fromkeys(CLASS_NAMES, 0.3)  # the demo's (contract)
+    assert doc["far_field"] == 0
     for run in ("demo", "undistorted"):
         m = doc[run]
         assert set(m["vehicle_recall"]) == {"iou50", "iou30"} and len(m["per_frame"]) == 8
@@ -130,6 +131,10 @@ def test_evaluate_real_writes_metrics_overlays_and_summary(
     assert sorted(p.name for p in (out / "overlays").iterdir()) == names
     summary = (out / "summary.md").read_text()
     assert "advlane_test6.jpg" in summary and "| demo, 95 % interval over frames |" in summary
+    # the far-field pass, as `perception demo --far-field` runs it
+    assert main([*argv, "--out", str(tmp_path / "far"), "--far-field", "640"]) == 0
+    far = json.loads((tmp_path / "far" / "metrics.json").read_text())
+    assert far["far_field"] == 640 and len(far["undistorted"]["per_frame"]) == 8
     # `perception evaluate` scores the same set without a splits file, undistorted too
     argv = ["evaluate", "--data", str(real_dataset), "--model", str(onnx_model)]
     assert main([*argv, "--out", str(tmp_path / "ev"), "--undistort"]) == 0

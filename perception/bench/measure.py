@@ -14,7 +14,7 @@ from typing import Any
 
 from perception.bench import micro, report, runs
 from perception.bench.monitor import bench_monitor
-from perception.bench.variants import OVERLAY, THROUGHPUT, Builder, Variant
+from perception.bench.variants import FAR, OVERLAY, THROUGHPUT, Builder, Variant
 from serving.config import Settings
 from serving.stats import describe_ms
 from serving.target import Profile, fingerprint
@@ -43,10 +43,10 @@ NOTES = [
 
 
 def variant_names(profile: Profile) -> list[str]:
-    """The main variant, it with the overlay on each schedule, then the profile's
-    side-by-side list."""
+    """The main variant, it with the overlay on each schedule and with the far-field pass,
+    then the profile's side-by-side list."""
     main = profile.variant
-    return list(dict.fromkeys([main, main + OVERLAY, main + THROUGHPUT,
+    return list(dict.fromkeys([main, main + OVERLAY, main + THROUGHPUT, main + FAR,
                                *profile.variants_side_by_side]))  # fmt: skip
 
 

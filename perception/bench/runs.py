@@ -19,7 +19,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from perception.bench.variants import Variant
+from perception.bench.variants import FAR, Variant
 from perception.dataset.schema import Dataset
 from perception.dataset.split import load_splits
 from serving.geometry import Calib
@@ -138,10 +138,11 @@ def paced(v: Variant, frames: list[Frame], n: int, fps: float) -> dict[str, Any]
 
 def accuracy(eval_dir: Path | None, name: str) -> dict[str, Any]:
     """Lane accuracy and mean AP50 from `perception evaluate`'s metrics.json under eval_dir;
-    'n/a' when there is none for this variant."""
+    'n/a' when there is none for this variant (the far-field row: the pipeline's
+    evaluation runs without that pass)."""
     na = {"lane_accuracy": "n/a", "map50": "n/a", "metrics_file": None}
     kind = name.split("+")[0]
-    if eval_dir is None or kind not in EVAL_DIRS:
+    if eval_dir is None or kind not in EVAL_DIRS or name.endswith(FAR):
         return na
     path = eval_dir / EVAL_DIRS[kind] / "metrics.json"
     try:

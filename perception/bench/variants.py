@@ -9,6 +9,8 @@ code and differs only where it says.
     <main>+overlay+throughput
                        the same on the throughput schedule (a file rendered to video, as
                        `perception demo --out` runs it: see serving/loop.py)
+    <main>+far         headless, with the far-field pass (`perception demo --far-field`,
+                       a crop half the frame wide: serving/farfield.py), two inferences
     pytorch            PyTorch eager instead of ONNX Runtime, headless
     naive              a typical demo script: cv2 + numpy stages (perception.bench.naive),
                        drawing and video writing in the same thread as inference
@@ -54,6 +56,7 @@ FILES = {
 }
 OVERLAY = "+overlay"  # suffix of the main variant's row with the overlay and video writer
 THROUGHPUT = OVERLAY + "+throughput"  # ... and the row of the same on the throughput schedule
+FAR = "+far"  # ... and the main variant with the far-field pass, headless
 
 
 @dataclass
@@ -157,8 +160,9 @@ class Builder:
         elif kind == "naive":
             rt = naive_runtime(path, calib, self.settings, p.device, p.threads)
         else:
+            far = calib.image_width // 2 if name.endswith(FAR) else 0
             rt = Runtime.onnx(str(path), calib, self.settings, p.device, p.threads,
-                              throughput=name.endswith(THROUGHPUT))  # fmt: skip
+                              throughput=name.endswith(THROUGHPUT), far_field=far)  # fmt: skip
         size = (calib.image_width, calib.image_height)
         if kind == "naive":  # a demo script: no monitor
             video = VideoSink(self.tmp / f"{name}.mp4", self.fps, size)

@@ -113,6 +113,7 @@ def _cmd(args: argparse.Namespace) -> int:
         # AP ranks detections down to a low score; the loop's operating threshold is the
         # contract's (evaluation decodes with the same code, only the cut-off differs)
         model.score_threshold = params.ap_score_threshold  # type: ignore[attr-defined]
+        model.far_field = args.far_field  # type: ignore[attr-defined]
         predictors.append(UndistortingPredictor(model) if args.undistort else model)
     t0 = time.perf_counter()
     metrics = evaluate(args.data, args.splits, args.out, predictors, params, progress=True)
@@ -127,7 +128,7 @@ def _cmd_real(args: argparse.Namespace) -> int:
 
     params = section(load_params(args.params), EvaluateParams)
     t0 = time.perf_counter()
-    doc = evaluate_real(args.data, args.model, args.out, params)
+    doc = evaluate_real(args.data, args.model, args.out, params, far_field=args.far_field)
     print(summary_markdown(doc))
     print(f"{args.out}: written in {time.perf_counter() - t0:.1f} s")
     return 0
@@ -153,6 +154,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="undistort frames with their clip's lens calibration before the model",
     )
     p.add_argument("--params", default="params.yaml", help="default: %(default)s")
+    _far_field_flag(p)
     p.add_argument(
         "--max-frames",
         type=int,
@@ -168,4 +170,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--model", required=True, help="model file (.onnx, or .pt)")
     r.add_argument("--out", required=True, help="output folder, e.g. reports/eval-real")
     r.add_argument("--params", default="params.yaml", help="default: %(default)s")
+    _far_field_flag(r)
     r.set_defaults(func=_cmd_real)
+
+
+def _far_field_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--far-field", type=int, default=0, metavar="WIDTH",
+        help="also run the model on a crop WIDTH source pixels wide around the horizon, for "
+        "small far objects (serving/farfield.py; 0 = off, the default)",
+    )  # fmt: skip

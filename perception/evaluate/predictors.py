@@ -110,7 +110,10 @@ class UndistortingPredictor:
         same = (calib.image_width, calib.image_height) == (w, h)
         cal = calib if same else calib.scaled(w, h)
         self.pre.calib = cal
-        return distort_prediction(self.inner(frame_bgr, cal, rows), cal)
+        # the far-field crop is read as recorded (its boxes are in source pixels already)
+        far = self.inner.far_detections(frame_bgr, cal) if self.inner.far_field else None
+        pred = distort_prediction(self.inner.full(frame_bgr), cal)
+        return self.inner.with_far(pred, far, w, h)
 
 
 def load_model_predictor(path: str) -> Predictor:

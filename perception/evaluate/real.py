@@ -203,11 +203,13 @@ def summarize(scores: list[FrameScore], m: dict[str, Any]) -> dict[str, Any]:
 
 
 def evaluate_real(
-    data: str | Path, model: str, out: str | Path, params: EvaluateParams, progress: bool = True
-) -> dict[str, Any]:
+    data: str | Path, model: str, out: str | Path, params: EvaluateParams, progress: bool = True,
+    far_field: int = 0,
+) -> dict[str, Any]:  # fmt: skip
     """Score the model on every frame of the dataset at data as the demo runs it (and
     undistorted, when a clip's calibration has distortion); write the outputs into out (see
-    the module doc). Returns metrics.json's dict."""
+    the module doc). far_field: the demo's --far-field (serving.farfield). Returns
+    metrics.json's dict."""
     ds = Dataset(data)
     frames = collect_frames(ds, ds.clip_ids())
     # the labels apply their own 12-px rule (inclusive rows) and flag occlusion: every
@@ -218,6 +220,8 @@ def evaluate_real(
     c = predictors[0].contract
     if any(f.calib.has_distortion for f in frames):
         predictors.append(UndistortingPredictor(load_model_predictor(model)))
+    for predictor in predictors:
+        getattr(predictor, "inner", predictor).far_field = far_field
     runs = run_predictors(frames, predictors, progress)
     metrics, _ = score_runs(frames, runs, gt, p)
     names = frame_names(ds, frames)
@@ -228,6 +232,7 @@ def evaluate_real(
         "gt_vehicles": sum(len(f.label.obstacles) for f in frames),
         "score_thresholds": dict(zip(c.class_names, c.thresholds(), strict=True)),
         "lane_exist_threshold": c.lane_exist_threshold,
+        "far_field": far_field,
     }
     for key, run in zip(RUNS, runs, strict=False):
         scores = [score_frame(f, r, n) for f, r, n in zip(frames, run.results, names, strict=True)]
