@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from perception.evaluate.predictors import FarFieldPredictor
 from perception.model.predict import OnnxPredictor
 from serving.config import Settings
 from serving.contract import ModelContract
@@ -108,13 +109,12 @@ def test_runtime_and_predictor_run_the_same_two_passes(eager_model: Path, frame:
     expected = Preprocessor(rt.contract)(frame)
     np.testing.assert_array_equal(rt.last_input, expected)
 
-    predictor = OnnxPredictor(eager_model)
-    predictor.far_field = 640
-    ref = predictor(frame, cal)
+    model = OnnxPredictor(eager_model)
+    rows = np.zeros(0, np.float32)
+    ref = FarFieldPredictor(model, 640)(frame, cal, rows)
     np.testing.assert_allclose(got.boxes, ref.detections.boxes, atol=1e-3)
     np.testing.assert_array_equal(got.classes, ref.detections.classes)
 
-    predictor.far_field = 0
-    one = predictor(frame, cal).detections
+    one = model(frame, cal).detections
     assert len(one.boxes) > 0 and len(got.boxes) > 0
     assert len(one.boxes) != len(got.boxes) or not np.allclose(one.boxes, got.boxes)

@@ -41,6 +41,7 @@ from perception.dataset.split import load_splits
 from perception.errors import UserError
 from perception.evaluate.frames import Frame, FrameResult, coco_ground_truth, collect_frames
 from perception.evaluate.predictors import (
+    FarFieldPredictor,
     Predictor,
     UndistortingPredictor,
     load_model_predictor,
@@ -53,6 +54,7 @@ from perception.evaluate.scoring import score_runs
 from perception.params import EvaluateParams, load_params, section
 
 __all__ = [
+    "FarFieldPredictor",
     "Frame",
     "FrameResult",
     "Predictor",
@@ -113,8 +115,8 @@ def _cmd(args: argparse.Namespace) -> int:
         # AP ranks detections down to a low score; the loop's operating threshold is the
         # contract's (evaluation decodes with the same code, only the cut-off differs)
         model.score_threshold = params.ap_score_threshold  # type: ignore[attr-defined]
-        model.far_field = args.far_field  # type: ignore[attr-defined]
-        predictors.append(UndistortingPredictor(model) if args.undistort else model)
+        p = UndistortingPredictor(model) if args.undistort else model
+        predictors.append(FarFieldPredictor(p, args.far_field) if args.far_field else p)
     t0 = time.perf_counter()
     metrics = evaluate(args.data, args.splits, args.out, predictors, params, progress=True)
     print_table(metrics)

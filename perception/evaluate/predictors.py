@@ -1,7 +1,7 @@
 """Predictors and running them: anything that turns a frame into a FramePrediction, the
 model's (perception.model.predict, through the serving pre- and post-processing), the
-undistorting wrapper, and every predictor over every frame with lanes resampled to the
-clip's h_samples."""
+undistorting and far-field wrappers, and every predictor over every frame with lanes
+resampled to the clip's h_samples."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ from tqdm import tqdm
 
 from perception.errors import UserError
 from perception.evaluate.frames import Frame, FrameResult, Run, decoded
+from serving import farfield
 from serving.geometry import Calib
 from serving.postprocess import FramePrediction, Lanes
+from serving.preprocess import Preprocessor
 from serving.undistort import UndistortingPreprocessor, distort_prediction
 
 
@@ -110,10 +112,37 @@ class UndistortingPredictor:
         same = (calib.image_width, calib.image_height) == (w, h)
         cal = calib if same else calib.scaled(w, h)
         self.pre.calib = cal
-        # the far-field crop is read as recorded (its boxes are in source pixels already)
-        far = self.inner.far_detections(frame_bgr, cal) if self.inner.far_field else None
-        pred = distort_prediction(self.inner.full(frame_bgr), cal)
-        return self.inner.with_far(pred, far, w, h)
+        return distort_prediction(self.inner(frame_bgr, cal, rows), cal)
+
+
+class FarFieldPredictor:
+    """A model predictor (or an UndistortingPredictor around one) with the far-field pass,
+    as serving.runtime.Runtime runs it (serving.farfield): the model on a crop_width-wide
+    crop around the horizon, read as recorded, then on the frame; the crop's boxes merged
+    into the frame's. The crop goes first: both passes write into the same bound input."""
+
+    detects = True
+
+    def __init__(self, inner: Any, crop_width: int):
+        self.inner, self.crop_width, self.name = inner, crop_width, inner.name
+        self.model = getattr(inner, "inner", inner)  # the one that infers and decodes
+        self.pre = Preprocessor(self.model.contract)
+        self.pre.out = self.model.pre.out  # the engine's bound input buffer
+
+    def __call__(self, frame_bgr: np.ndarray, calib: Calib, rows: np.ndarray) -> FramePrediction:
+        m, (h, w) = self.model, frame_bgr.shape[:2]
+        cal = calib if (calib.image_width, calib.image_height) == (w, h) else calib.scaled(w, h)
+        win = farfield.far_window(cal, self.crop_width, m.contract)
+        if win is None:
+            return self.inner(frame_bgr, calib, rows)
+        out = m.infer(self.pre(farfield.crop(frame_bgr, win)))
+        far = m.post(win.width, win.height)(out.image(0), m.score_threshold).detections
+        pred: FramePrediction = self.inner(frame_bgr, calib, rows)
+        c = m.contract
+        pred.detections = farfield.merge(
+            pred.detections, far, win, w, h, c.nms_iou, c.max_detections
+        )
+        return pred
 
 
 def load_model_predictor(path: str) -> Predictor:

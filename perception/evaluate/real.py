@@ -47,6 +47,7 @@ from perception.evaluate.frames import (
     decoded,
 )
 from perception.evaluate.predictors import (
+    FarFieldPredictor,
     UndistortingPredictor,
     load_model_predictor,
     run_predictors,
@@ -220,8 +221,8 @@ def evaluate_real(
     c = predictors[0].contract
     if any(f.calib.has_distortion for f in frames):
         predictors.append(UndistortingPredictor(load_model_predictor(model)))
-    for predictor in predictors:
-        getattr(predictor, "inner", predictor).far_field = far_field
+    if far_field:
+        predictors = [FarFieldPredictor(p, far_field) for p in predictors]
     runs = run_predictors(frames, predictors, progress)
     metrics, _ = score_runs(frames, runs, gt, p)
     names = frame_names(ds, frames)

@@ -14,26 +14,21 @@ from pathlib import Path
 
 import numpy as np
 
-from serving import farfield
 from serving.contract import ModelContract, ModelOutputs
-from serving.farfield import Window
 from serving.geometry import Calib
-from serving.postprocess import Detections, FramePrediction, Postprocessor
+from serving.postprocess import FramePrediction, Postprocessor
 from serving.preprocess import Preprocessor
 
 
 class _Base:
-    """Shared: preprocessing buffers, a postprocessor per source size, the far-field pass
-    (serving.farfield; far_field = the crop's width in source pixels, 0 = off)."""
+    """Shared: preprocessing buffer, a postprocessor per source size."""
 
     name = "model"
 
     def __init__(self, contract: ModelContract):
         self.contract = contract
         self.score_threshold: float | None = None  # None: the contract's
-        self.far_field = 0
         self.pre = Preprocessor(contract)
-        self.far_pre = Preprocessor(contract)  # the crop never goes through undistortion
         self._post: dict[tuple[int, int], Postprocessor] = {}
 
     def post(self, width: int, height: int) -> Postprocessor:
@@ -45,42 +40,6 @@ class _Base:
     def infer(self, x: np.ndarray) -> ModelOutputs[np.ndarray]:
         raise NotImplementedError
 
-    def _threshold(self, score_threshold: float | None) -> float | None:
-        return self.score_threshold if score_threshold is None else score_threshold
-
-    def far_detections(
-        self, frame_bgr: np.ndarray, calib: Calib, score_threshold: float | None = None
-    ) -> tuple[Detections, Window] | None:
-        """The far-field pass's detections (window pixels) and its window, or None when the
-        pass is off or has no window for this frame size. Run it before the full pass: both
-        write into the same bound input buffer."""
-        h, w = frame_bgr.shape[:2]
-        cal = calib if (calib.image_width, calib.image_height) == (w, h) else calib.scaled(w, h)
-        win = farfield.far_window(cal, self.far_field, self.contract)
-        if win is None:
-            return None
-        out = self.infer(self.far_pre(farfield.crop(frame_bgr, win)))
-        post = self.post(win.width, win.height)
-        return post(out.image(0), self._threshold(score_threshold)).detections, win
-
-    def full(self, frame_bgr: np.ndarray, score_threshold: float | None = None) -> FramePrediction:
-        """The model on the whole frame (the one pass when the far field is off)."""
-        out = self.infer(self.pre(frame_bgr))
-        h, w = frame_bgr.shape[:2]
-        return self.post(w, h)(out.image(0), self._threshold(score_threshold))
-
-    def with_far(
-        self, pred: FramePrediction, far: tuple[Detections, Window] | None, width: int,
-        height: int,
-    ) -> FramePrediction:  # fmt: skip
-        """pred with the far-field detections merged in (serving.farfield.merge)."""
-        if far is not None:
-            c = self.contract
-            pred.detections = farfield.merge(
-                pred.detections, far[0], far[1], width, height, c.nms_iou, c.max_detections
-            )
-        return pred
-
     def __call__(
         self,
         frame_bgr: np.ndarray,
@@ -90,9 +49,10 @@ class _Base:
     ) -> FramePrediction:
         """frame uint8[H, W, 3] BGR -> FramePrediction in source pixels. Lanes come on the
         contract's row anchors (rows is accepted for the Predictor protocol)."""
-        far = self.far_detections(frame_bgr, calib, score_threshold) if self.far_field else None
+        out = self.infer(self.pre(frame_bgr))
         h, w = frame_bgr.shape[:2]
-        return self.with_far(self.full(frame_bgr, score_threshold), far, w, h)
+        thr = self.score_threshold if score_threshold is None else score_threshold
+        return self.post(w, h)(out.image(0), thr)
 
 
 class OnnxPredictor(_Base):
@@ -105,7 +65,6 @@ class OnnxPredictor(_Base):
         self.engine = Engine(path, device, threads)
         super().__init__(self.engine.contract)
         self.pre.out = self.engine.input  # preprocess straight into the bound input buffer
-        self.far_pre.out = self.engine.input
 
     def infer(self, x: np.ndarray) -> ModelOutputs[np.ndarray]:
         return self.engine.run(None if x is self.engine.input else x)
