@@ -74,7 +74,20 @@ def _real(path: str | None) -> list[str]:
             tail = f"false boxes/frame {false if false is None else round(false, 2)}"
             tail += f", person boxes {m.get('person_boxes', 'n/a')}"
             out.append(f"{_lanes(key, m)} | vehicle recall@0.5 {recall} | {tail}")
+    if ci := _intervals(_get(d, "demo", "interval95")):
+        out.append(f"  demo, 95 % over frames: {ci}")
     return out
+
+
+def _intervals(ci: Any) -> str:
+    """evaluate-real's intervals over frames of the lane FP / FN and vehicle recall, or ''."""
+    keys = (("lane FP", "lane_fp"), ("FN", "lane_fn"), ("recall@0.5", "vehicle_recall_iou50"))
+    parts = [
+        f"{name} {100 * v[0]:.0f}-{100 * v[1]:.0f} %"
+        for name, key in keys
+        if isinstance(v := _get(ci, key), list) and len(v) == 2
+    ]
+    return ", ".join(parts)
 
 
 def _bench(path: str | None) -> list[str]:

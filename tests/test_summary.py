@@ -23,8 +23,10 @@ def test_summary_headlines(tmp_path: Path, capsys: pytest.CaptureFixture) -> Non
     lanes = {"accuracy": 0.851, "fp": 0.09, "fn": 0.12}
     sim = {n: {"frames": 10, "lanes": lanes, "detection": {"ap50": {"mean": 0.2}}}
            for n in ("baseline", "model")}  # fmt: skip
+    ci = {"lane_fp": [0.104, 0.396], "vehicle_recall_iou50": [0.263, 0.485]}
     real = {"frames": 8, "demo": {"lanes": lanes, "vehicle_recall": {"iou50": 0.5},
-                                  "false_vehicle_boxes_per_frame": {"iou50": 0.25}}}  # fmt: skip
+                                  "false_vehicle_boxes_per_frame": {"iou50": 0.25},
+                                  "interval95": ci}}  # fmt: skip
     e2e = {"p50_ms": 8.5, "p99_ms": 11.0}
     bench = {"e2e": e2e, "target": {"name": "cpu-2core"}, "main_variant": "fp32", "fps": 110.0,
              "model": {"p50_ms": 8.0}, "variants": [{"name": "fp32+overlay", "status": "ok",
@@ -38,6 +40,7 @@ def test_summary_headlines(tmp_path: Path, capsys: pytest.CaptureFixture) -> Non
     assert len(out.splitlines()) <= 25
     assert "model            lanes acc 85.1 %" in out and "AP50 20.0 %" in out
     assert "vehicle recall@0.5 50.0 %" in out and "false boxes/frame 0.25" in out
+    assert "  demo, 95 % over frames: lane FP 10-40 %, recall@0.5 26-48 %" in out
     assert "e2e p50 8.50 ms" in out and "110.0 FPS" in out and "FAIL slow thing" in out
     assert f"Pictures: {tmp_path}" in out
     # more failed bars than the summary lists: it says how many more, and where
