@@ -2,19 +2,20 @@
 
 The network sees a 1280x720 frame at 448x256: a car 14 px tall (about 80 m away) is 5 px
 at its input, under two cells of the stride-4 heatmap, and is rarely found (recall at IoU
-0.5 for cars under 24 px: about 32 % on the simulated test split). Half of the labelled
-boxes of the simulator, and 12 of the 28 cars of the real set, are that small. A crop of the
-source frame around the horizon, resized to the same input, shows them at 2x (a 640-px-wide
-crop) to the same network: no retraining, one more inference. Slicing a large image into
-windows and merging the detections is what SAHI (Akyon et al., 2022) does for aerial images;
-a road camera needs one window, where the far traffic is: the horizon, ahead.
+0.5 for cars under 24 px: 32 % on the simulated test split, where they are a quarter of the
+car boxes; none of the 12 real cars under 18 px). A crop of the source frame around the
+horizon, resized to the same input, shows them at 2x (a 640-px-wide crop) to the same
+network: no retraining, one more inference. Slicing a large image into windows and merging
+the detections is what SAHI (Akyon et al., 2022) does for aerial images; a road camera needs
+one window, where the far traffic is: the horizon, ahead.
 
 `far_window` places the crop (horizontally centred on the principal point, the flat road's
-horizon at HORIZON_AT of its height, inside the frame); `merge` maps its detections onto
-the frame and keeps one box per object (class-wise NMS with the decode's own IoU), after
-dropping crop boxes cut by an inner edge of the window (the full pass sees those objects
-whole). Lanes come from the full frame only. Used by serving.runtime (the loop) and
-perception.model.predict (evaluation), so that both run the same two passes.
+horizon at HORIZON_AT of its height, inside the frame); `merge` drops the crop's boxes cut
+by an inner edge of the window (the full pass sees those objects whole) or as tall as
+FAR_MAX_HEIGHT (near objects), maps the rest onto the frame and keeps one box per object
+(class-wise NMS with the decode's own IoU). Lanes come from the full frame only. Used by
+serving.runtime (the loop) and perception.evaluate.predictors.FarFieldPredictor
+(evaluation), so that both run the same two passes.
 """
 
 from __future__ import annotations
