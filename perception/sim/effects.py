@@ -23,7 +23,9 @@ LIGHT_ONE = 128  # light-map value meaning "lit as rendered"; 255 is ~2x (lamps,
 def apply_camera(
     img: np.ndarray,
     light: np.ndarray,
-    fog_row: np.ndarray,
+    dist: np.ndarray,
+    inv_visibility: float,
+    fog_scale: float,
     fog_bgr: np.ndarray,
     gain_bgr: np.ndarray,
     vignette: float,
@@ -35,7 +37,8 @@ def apply_camera(
 ) -> None:
     """In place on img uint8[H, W, 3] BGR.
 
-    light uint8[H, W] (LIGHT_ONE = 1.0); fog_row float32[H] fraction of fog colour per row;
+    light uint8[H, W] (LIGHT_ONE = 1.0); dist float32[H, W] metres to the surface each pixel
+    shows: the share of fog colour there is fog_scale * (1 - exp(-dist * inv_visibility));
     fog_bgr float32[3]; gain_bgr float32[3] exposure x white balance; vignette: darkening at
     the corners (0..1); glare_uv (u, v) pixels, glare strength (grey levels), glare_r radius
     (px); noise int8[T, T, 3] tile, noise_off int64[2] per-frame offset into it.
@@ -46,12 +49,12 @@ def apply_camera(
     inv_r2 = 1.0 / (cx * cx + cy * cy)
     inv_g2 = 1.0 / (glare_r * glare_r)
     for y in range(h):
-        f = fog_row[y]
         dy = y - cy
         gy = y - glare_uv[1]
         ny = (y + noise_off[0]) % tn
         nx = noise_off[1] % tn  # (x + noise_off[1]) % tn, counted: no division a pixel
         for x in range(w):
+            f = fog_scale * (1.0 - math.exp(-dist[y, x] * inv_visibility))
             lit = light[y, x] * (1.0 / LIGHT_ONE) * (1.0 - f)
             dx = x - cx
             vig = 1.0 - vignette * (dx * dx + dy * dy) * inv_r2
@@ -84,6 +87,15 @@ class SensorModel:
         fog = {"day": (200, 198, 195), "dusk": (150, 150, 165), "night": (28, 26, 26)}[tod]
         self.fog_bgr = np.array(fog, np.float32)
         self.rain: np.ndarray | None = None
+        rows = np.arange(self.h, dtype=np.float64)
+        g = self.calib.pixel_to_ground(np.stack([np.full(self.h, self.calib.cx), rows], 1))[:, 0]
+        self.row_dist = np.where(np.isnan(g), 1e4, g).astype(np.float32)
+
+    def depth_map(self) -> np.ndarray:
+        """float32[H, W] metres to the road (1e4 above the horizon) at each pixel, from the
+        pixel's row: what the fog sees before the renderer writes the distance of each
+        upright thing it draws (actors, roadside items) over its own pixels."""
+        return np.repeat(self.row_dist[:, None], self.w, axis=1)
 
     def add_rain(self, rng: np.random.Generator) -> None:
         if self.sc.conditions.rain_intensity > 0:
@@ -111,15 +123,13 @@ class SensorModel:
             light = light + 1.6 * cv2.resize(hl, (self.w, self.h))
         return np.clip(light * LIGHT_ONE, 0, 255).astype(np.uint8)
 
-    def apply(self, img: np.ndarray, light: np.ndarray, frame: int) -> None:
-        """Turn the lit albedo image into what the sensor records, in place."""
+    def apply(self, img: np.ndarray, light: np.ndarray, depth: np.ndarray, frame: int) -> None:
+        """Turn the lit albedo image into what the sensor records, in place; depth is the
+        frame's depth_map() with the drawn objects' distances written in. Fog follows the
+        distance of what each pixel shows, not its row: by row, the part of a near truck
+        above the horizon took the fog of the sky (all of it) and vanished in fog."""
         c, calib = self.sc.conditions, self.calib
-        rows = np.arange(self.h, dtype=np.float64)
-        g = calib.pixel_to_ground(np.stack([np.full(self.h, calib.cx), rows], 1))[:, 0]
-        dist = np.where(np.isnan(g), 1e4, g)
-        fog = (1.0 - np.exp(-dist / c.fog_visibility_m)).astype(np.float32)
-        if c.weather != "fog":
-            fog *= 0.15 if c.time_of_day != "night" else 0.0
+        fog_scale = 1.0 if c.weather == "fog" else (0.15 if c.time_of_day != "night" else 0.0)
         t = frame / self.sc.fps
         gain = c.exposure * (1.0 + c.exposure_wobble * math.sin(1.3 * t + 0.7 * math.sin(3.1 * t)))
         gains = np.array(c.white_balance, np.float32) * np.float32(gain)
@@ -127,8 +137,8 @@ class SensorModel:
         glare = 120.0 if c.glare else 0.0
         off = np.array([(frame * 37) % 257, (frame * 91) % 257], np.int64)
         apply_camera(
-            img, light, fog, self.fog_bgr, gains, c.vignette, glare_uv, glare, 0.12 * self.w,
-            self.noise, off,
+            img, light, depth, 1.0 / c.fog_visibility_m, fog_scale, self.fog_bgr, gains,
+            c.vignette, glare_uv, glare, 0.12 * self.w, self.noise, off,
         )  # fmt: skip
         if self.rain is not None:
             self._draw_rain(img, frame)

@@ -69,10 +69,17 @@ class Renderer:
         self._to_uv = self.view.to_uv
 
     def draw_world(
-        self, img: np.ndarray, light: np.ndarray, ego: Pose, s_ego: float, horizon_cut: float
+        self,
+        img: np.ndarray,
+        light: np.ndarray,
+        depth: np.ndarray,
+        ego: Pose,
+        s_ego: float,
+        horizon_cut: float,
     ) -> np.ndarray:
-        """Ground, paint, texture, shadows and roadside clutter; returns the arc lengths it
-        sampled (the barrier and actors are drawn later, in depth order)."""
+        """Ground, paint, texture, shadows and roadside clutter (its distances written into
+        depth for the fog); returns the arc lengths it sampled (the barrier and actors are
+        drawn later, in depth order)."""
         s_far = min(s_ego + MAX_RANGE_M, self.road.length)
         ahead = s_ego + sample_s(-2.0, horizon_cut)
         ahead = ahead[ahead < s_far]
@@ -81,9 +88,10 @@ class Renderer:
         barrier = self.roadside.barrier_lat
         self.surface.draw(img, light, ego, s_ego, float(t.ego_lat[step]), ahead, barrier)
         project = self._to_uv
-        self.roadside.draw_items(img, ego, s_ego, s_ego + horizon_cut, project, self.calib.fx)
-        self.roadside.draw_fence(img, self.view.strip_quads, ahead, ego, project)
-        self.roadside.draw_gantries(img, ego, s_ego, project)
+        roadside = self.roadside
+        roadside.draw_items(img, depth, ego, s_ego, s_ego + horizon_cut, project, self.calib.fx)
+        roadside.draw_fence(img, self.view.strip_quads, ahead, ego, project)
+        roadside.draw_gantries(img, depth, ego, s_ego, project)
         return ahead
 
     # -- actors -----------------------------------------------------------------------------
@@ -211,7 +219,8 @@ class Renderer:
         cam_world = ego.pos + ego.up * self.calib.camera_height_m
         img = self.backdrop.copy()
         light = self.sensor.base_light.copy()
-        ahead = self.draw_world(img, light, ego, s_ego, MAX_RANGE_M)
+        depth = self.sensor.depth_map()
+        ahead = self.draw_world(img, light, depth, ego, s_ego, MAX_RANGE_M)
         drawn = [
             d
             for a in t.actors
@@ -223,23 +232,27 @@ class Renderer:
         cut_behind_barrier(drawn, self.roadside.barrier_top_line(ego, ahead, self._to_uv))
         for d in drawn:
             if d.beyond_barrier:
-                self._draw_drawn(img, light, d, step)
+                self._draw_drawn(img, light, depth, d, step)
         asphalt = self.road.spec.asphalt_bgr
         concrete = tuple(int(c) for c in np.clip(np.array(asphalt) * 0.3 + 120, 0, 255))
         self.roadside.draw_barrier(img, self.view.strip_quads, ahead, ego, concrete)  # type: ignore[arg-type]
         for d in drawn:
             if not d.beyond_barrier:
-                self._draw_drawn(img, light, d, step)
+                self._draw_drawn(img, light, depth, d, step)
         draw_hood(img, self.hood, self.sc.scenery.hood_bgr)
-        self.sensor.apply(img, light, frame)
+        self.sensor.apply(img, light, depth, frame)
         lanes = lane_labels(self.view, self.hood, ego, s_ego, h_samples)
         return img, lanes, visible_labels(drawn, self.hood)
 
-    def _draw_drawn(self, img: np.ndarray, light: np.ndarray, d: Drawn, step: int) -> None:
+    def _draw_drawn(
+        self, img: np.ndarray, light: np.ndarray, depth: np.ndarray, d: Drawn, step: int
+    ) -> None:
         night = self.sc.conditions.time_of_day == "night"
         shadow = tuple(int(c * 0.28) for c in self.road.spec.asphalt_bgr)
         for poly, col, kind in d.polys:
             cv2.fillPoly(img, [poly], shadow if kind == "shadow" else col, 8, SHIFT)
+            if kind != "shadow":  # a shadow lies on the road: the road's distance stays
+                cv2.fillPoly(depth, [poly], d.depth, 8, SHIFT)
             if kind.startswith("light") and (
                 night or (kind == "light_rear" and self._braking(d, step))
             ):

@@ -93,9 +93,17 @@ class Roadside:
 
     # -- per frame -----------------------------------------------------------------------
     def draw_items(
-        self, img: np.ndarray, ego: Pose, s0: float, s1: float, project: Project, fx: float
+        self,
+        img: np.ndarray,
+        depth: np.ndarray,
+        ego: Pose,
+        s0: float,
+        s1: float,
+        project: Project,
+        fx: float,
     ) -> None:
-        """Sprites and poles between arc lengths s0 and s1, far to near."""
+        """Sprites and poles between arc lengths s0 and s1, far to near; each one's distance
+        goes into depth over the pixels it covers (for the fog)."""
         night = self.sc.conditions.time_of_day == "night"
         pole = (50, 50, 55) if night else (120, 120, 125)
         for it in reversed(self.items):
@@ -109,11 +117,15 @@ class Roadside:
             uv, pe = project(ego, pts)
             if pe[0, 0] < 1.5 or np.isnan(uv).any():
                 continue
+            dist = float(pe[0, 0])
             if it.sprite < 0:
-                p0, p1 = uv[0].astype(int), uv[1].astype(int)
-                cv2.line(img, tuple(p0), tuple(p1), pole, max(1, int(0.22 * fx / pe[0, 0])))
+                p0, p1 = tuple(uv[0].astype(int)), tuple(uv[1].astype(int))
+                thick = max(1, int(0.22 * fx / dist))
+                cv2.line(img, p0, p1, pole, thick)
+                cv2.line(depth, p0, p1, dist, thick)
             else:
-                blit(img, self.sprites[it.sprite], uv[0, 0], uv[0, 1], uv[0, 1] - uv[1, 1])
+                sp = self.sprites[it.sprite]
+                blit(img, sp, uv[0, 0], uv[0, 1], uv[0, 1] - uv[1, 1], depth, dist)
 
     def draw_fence(
         self,
@@ -136,7 +148,9 @@ class Roadside:
             if pe[0, 0] > 1.5 and not np.isnan(uv).any():
                 cv2.line(img, tuple(uv[0].astype(int)), tuple(uv[1].astype(int)), col, 1)
 
-    def draw_gantries(self, img: np.ndarray, ego: Pose, s_ego: float, project: Project) -> None:
+    def draw_gantries(
+        self, img: np.ndarray, depth: np.ndarray, ego: Pose, s_ego: float, project: Project
+    ) -> None:
         """Overhead sign gantries: two posts and a beam with green boards over the road."""
         off = self.road.boundary_offsets()
         left, right = off[0] + 1.0, off[-1] - 1.0
@@ -144,16 +158,18 @@ class Roadside:
             if not s_ego + 8.0 < s < s_ego + 150.0:
                 continue
             for lat in (left, right):
-                self._quad(img, ego, project, s, lat, lat, 0.0, 6.6, (130, 130, 135), 0.3)
-            self._quad(img, ego, project, s, left, right, 6.0, 6.6, (120, 120, 125), 0.0)
+                self._quad(img, depth, ego, project, s, lat, lat, 0.0, 6.6, (130, 130, 135), 0.3)
+            self._quad(img, depth, ego, project, s, left, right, 6.0, 6.6, (120, 120, 125), 0.0)
             width = (left - right) / 3
             for k in range(2):
                 a = right + width * (0.4 + 1.4 * k)
-                self._quad(img, ego, project, s - 0.2, a + width, a, 4.6, 6.2, (60, 120, 20), 0.0)
+                board = (60, 120, 20)
+                self._quad(img, depth, ego, project, s - 0.2, a + width, a, 4.6, 6.2, board, 0.0)
 
     def _quad(
         self,
         img: np.ndarray,
+        depth: np.ndarray,
         ego: Pose,
         project: Project,
         s: float,
@@ -177,7 +193,9 @@ class Roadside:
         uv, pe = project(ego, pts)
         if (pe[:, 0] < 1.5).any() or np.isnan(uv).any():
             return
-        cv2.fillPoly(img, [(uv * SCALE).astype(np.int32)], col, 8, SHIFT)
+        poly = [(uv * SCALE).astype(np.int32)]
+        cv2.fillPoly(img, poly, col, 8, SHIFT)
+        cv2.fillPoly(depth, poly, float(pe[:, 0].min()), 8, SHIFT)
 
     def draw_barrier(
         self,

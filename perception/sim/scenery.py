@@ -242,8 +242,17 @@ def delineator(rng: np.random.Generator) -> Sprite:
     return Sprite(bgr, alpha, float(rng.uniform(1.0, 1.25)))
 
 
-def blit(img: np.ndarray, sp: Sprite, u: float, v_base: float, px_h: float) -> None:
-    """Draw sprite sp with its bottom centre at pixel (u, v_base), px_h pixels tall."""
+def blit(
+    img: np.ndarray,
+    sp: Sprite,
+    u: float,
+    v_base: float,
+    px_h: float,
+    depth: np.ndarray | None = None,
+    dist: float = 0.0,
+) -> None:
+    """Draw sprite sp with its bottom centre at pixel (u, v_base), px_h pixels tall; with
+    depth (float32[H, W]), write dist there where the sprite is more than half opaque."""
     hh = round(px_h)
     ww = round(px_h * sp.aspect)
     if hh < 3 or ww < 2 or hh > 4 * img.shape[0]:
@@ -261,6 +270,8 @@ def blit(img: np.ndarray, sp: Sprite, u: float, v_base: float, px_h: float) -> N
         cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0
     ]
     _blend(img[cy0:cy1, cx0:cx1], src, a)
+    if depth is not None:
+        depth[cy0:cy1, cx0:cx1][a > 127] = dist
 
 
 @njit(cache=True, nogil=True)
