@@ -156,3 +156,46 @@ def test_static_objects_move_as_the_can_bus_says(seed: int) -> None:
             assert np.abs(np.array(ob.rel_velocity_mps) - expect).max() < tol
             checked += 1
     assert checked > 0
+
+
+def _fog_scene(seed: int, visibility_m: float):
+    """_flat_scene in fog, with the camera's other effects off (so that a pixel is its
+    albedo, lit and fogged, and nothing else)."""
+    sc = sample_scenario("t", seed, 1280, 720, 20.0, 8)
+    calm = dict(noise_sigma=0.0, blur=1, vignette=0.0, glare=False, chroma_px=0.0, shadows=False)
+    weather = dict(weather="fog", fog_visibility_m=visibility_m, time_of_day="day")
+    sc = replace(
+        sc,
+        conditions=replace(sc.conditions, **calm, **weather, exposure_wobble=0.0),
+        road=replace(sc.road, hill_amplitude_m=0.0),
+        traffic=replace(sc.traffic, events=("parked", "cut_in", "lead_brake")),
+    )
+    rng = np.random.default_rng(seed)
+    road = Road(sc.road, 900.0)
+    traffic = Traffic(sc, road, rng)
+    return sc, Renderer(sc, road, traffic, rng)
+
+
+def test_fog_follows_the_distance_of_what_a_pixel_shows() -> None:
+    """A near vehicle's pixels above the horizon keep their contrast in fog: their fog
+    comes from the vehicle's distance, not from the sky's (by row, every pixel above the
+    horizon was all fog colour, and the top of a near truck vanished while its label
+    stayed)."""
+    checked = 0
+    for seed in (1, 2, 3, 4, 5, 6):
+        sc, renderer = _fog_scene(seed, visibility_m=40.0)
+        img, _, obstacles = renderer.render(3, tusimple_h_samples(720))
+        fog = renderer.sensor.fog_bgr * np.float32(sc.conditions.exposure)
+        fog = fog * np.array(sc.conditions.white_balance, np.float32)
+        horizon = int(sc.calib.horizon_v)
+        for ob in obstacles:
+            x1, y1, x2, _ = (int(v) for v in ob.box)
+            if ob.cls not in ("car", "truck") or ob.distance_m > 20 or y1 > horizon - 12:
+                continue
+            if ob.truncation > 0.3 or x2 - x1 < 20:
+                continue
+            top = img[y1 + 3 : horizon - 3, x1 + 4 : x2 - 4].astype(np.float32)
+            # at 20 m in 40 m fog the body keeps exp(-0.5) = 61 % of its own shade
+            assert np.abs(top - fog).mean(axis=2).max() > 25.0, (seed, ob.track_id)
+            checked += 1
+    assert checked > 0, "no near vehicle reached above the horizon in these scenes"
