@@ -124,8 +124,10 @@ class Roadside:
                 cv2.line(img, p0, p1, pole, thick)
                 cv2.line(depth, p0, p1, dist, thick)
             else:
-                sp = self.sprites[it.sprite]
-                blit(img, sp, uv[0, 0], uv[0, 1], uv[0, 1] - uv[1, 1], depth, dist)
+                drawn = blit(img, self.sprites[it.sprite], uv[0, 0], uv[0, 1], uv[0, 1] - uv[1, 1])
+                if drawn is not None:
+                    rows, cols, alpha = drawn
+                    depth[rows, cols][alpha > 127] = dist
 
     def draw_fence(
         self,

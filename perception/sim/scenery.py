@@ -19,6 +19,8 @@ from numba import njit
 from perception.sim.scenario import Scenario
 from serving.geometry import Calib
 
+Blitted = tuple[slice, slice, np.ndarray]  # rows, columns and alpha where a sprite was drawn
+
 
 @dataclass
 class Sprite:
@@ -242,26 +244,17 @@ def delineator(rng: np.random.Generator) -> Sprite:
     return Sprite(bgr, alpha, float(rng.uniform(1.0, 1.25)))
 
 
-def blit(
-    img: np.ndarray,
-    sp: Sprite,
-    u: float,
-    v_base: float,
-    px_h: float,
-    depth: np.ndarray | None = None,
-    dist: float = 0.0,
-) -> None:
-    """Draw sprite sp with its bottom centre at pixel (u, v_base), px_h pixels tall; with
-    depth (float32[H, W]), write dist there where the sprite is more than half opaque."""
+def blit(img: np.ndarray, sp: Sprite, u: float, v_base: float, px_h: float) -> Blitted | None:
+    """Draw sp with its bottom centre at pixel (u, v_base), px_h tall; where it went or None."""
     hh = round(px_h)
     ww = round(px_h * sp.aspect)
     if hh < 3 or ww < 2 or hh > 4 * img.shape[0]:
-        return
+        return None
     x0, y0 = round(u - ww / 2), round(v_base - hh)
     H, W = img.shape[:2]
     cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x0 + ww, W), min(y0 + hh, H)
     if cx0 >= cx1 or cy0 >= cy1:
-        return
+        return None
     interp = cv2.INTER_AREA if hh < sp.bgr.shape[0] else cv2.INTER_LINEAR
     src = cv2.resize(sp.bgr, (ww, hh), interpolation=interp)[
         cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0
@@ -270,8 +263,7 @@ def blit(
         cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0
     ]
     _blend(img[cy0:cy1, cx0:cx1], src, a)
-    if depth is not None:
-        depth[cy0:cy1, cx0:cx1][a > 127] = dist
+    return slice(cy0, cy1), slice(cx0, cx1), a
 
 
 @njit(cache=True, nogil=True)
