@@ -65,10 +65,13 @@ def _cv2_project(calib: Calib, pts: np.ndarray) -> np.ndarray:
     return uv.reshape(-1, 2)
 
 
-def _flat_scene(seed: int, frames: int = 8):
+def _flat_scene(seed: int, frames: int = 8, **conditions):
+    """A flat road with a lead, a cut-in and a parked car; conditions override the scene's
+    sampled ones (weather, noise, ...)."""
     sc = sample_scenario("t", seed, 1280, 720, 20.0, frames)
     sc = replace(
         sc,
+        conditions=replace(sc.conditions, **conditions),
         road=replace(sc.road, hill_amplitude_m=0.0),
         traffic=replace(sc.traffic, events=("parked", "cut_in", "lead_brake")),
     )
@@ -158,24 +161,6 @@ def test_static_objects_move_as_the_can_bus_says(seed: int) -> None:
     assert checked > 0
 
 
-def _fog_scene(seed: int, visibility_m: float):
-    """_flat_scene in fog, with the camera's other effects off (so that a pixel is its
-    albedo, lit and fogged, and nothing else)."""
-    sc = sample_scenario("t", seed, 1280, 720, 20.0, 8)
-    calm = dict(noise_sigma=0.0, blur=1, vignette=0.0, glare=False, chroma_px=0.0, shadows=False)
-    weather = dict(weather="fog", fog_visibility_m=visibility_m, time_of_day="day")
-    sc = replace(
-        sc,
-        conditions=replace(sc.conditions, **calm, **weather, exposure_wobble=0.0),
-        road=replace(sc.road, hill_amplitude_m=0.0),
-        traffic=replace(sc.traffic, events=("parked", "cut_in", "lead_brake")),
-    )
-    rng = np.random.default_rng(seed)
-    road = Road(sc.road, 900.0)
-    traffic = Traffic(sc, road, rng)
-    return sc, Renderer(sc, road, traffic, rng)
-
-
 def test_fog_follows_the_distance_of_what_a_pixel_shows() -> None:
     """A near vehicle's pixels above the horizon keep their contrast in fog: their fog
     comes from the vehicle's distance, not from the sky's (by row, every pixel above the
@@ -183,7 +168,13 @@ def test_fog_follows_the_distance_of_what_a_pixel_shows() -> None:
     stayed)."""
     checked = 0
     for seed in (1, 2, 3, 4, 5, 6):
-        sc, renderer = _fog_scene(seed, visibility_m=40.0)
+        # in 40 m fog by day, the camera's other effects off: a pixel is its albedo, lit and
+        # fogged, and nothing else
+        sc, _, renderer = _flat_scene(
+            seed, noise_sigma=0.0, blur=1, vignette=0.0, glare=False, chroma_px=0.0,
+            shadows=False, exposure_wobble=0.0, weather="fog", fog_visibility_m=40.0,
+            time_of_day="day",
+        )  # fmt: skip
         img, _, obstacles = renderer.render(3, tusimple_h_samples(720))
         fog = renderer.sensor.fog_bgr * np.float32(sc.conditions.exposure)
         fog = fog * np.array(sc.conditions.white_balance, np.float32)
