@@ -143,8 +143,8 @@ class Monitor:
     def measure(self, x: np.ndarray) -> np.ndarray:
         """The image half of a frame, to run where the model input is still this frame's
         (the loop's thread, right after preprocessing): x float32[1, 3, h, w] the model
-        input (the contract's normalisation) -> float64[7], the IMAGE properties then the
-        motion. Keeps the frame's grey rows for the next frame's motion."""
+        input (the contract's normalisation) -> float64[len(IMAGE) + 1], the IMAGE properties
+        then the motion. Keeps the frame's grey rows for the next frame's motion."""
         out = np.empty(len(IMAGE) + 1)
         out[-1] = self.image(x, out)
         return out

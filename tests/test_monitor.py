@@ -47,7 +47,27 @@ def test_uniform_grey_image() -> None:
     assert v[INDEX["contrast"]] == pytest.approx(0.0, abs=0.05)
     assert v[INDEX["sharpness"]] == pytest.approx(0.0, abs=0.01)  # log10(1 + 0)
     assert v[INDEX["saturation"]] == pytest.approx(0.0, abs=1e-4)
+    assert v[INDEX["far_saturation"]] == pytest.approx(-3.0)  # log10 of the floor
+    assert v[INDEX["far_chroma"]] == pytest.approx(0.0, abs=1e-3)
     assert v[INDEX["dark"]] == 0.0
+
+
+def test_far_colour_properties_by_hand() -> None:
+    # top two thirds: columns alternate pure red and pure blue (saturation 1; rg 255 and 0,
+    # yb 127.5 and -255: standard deviations 127.5 and 191.25), the rest grey
+    rgb = np.full((H, W, 3), 100, np.uint8)
+    top = rgb[: 2 * H // 3]
+    top[:, 0::2] = (255, 0, 0)
+    top[:, 1::2] = (0, 0, 255)
+    v = props_of(rgb)
+    assert v[INDEX["far_saturation"]] == pytest.approx(0.0, abs=1e-3)
+    spread = math.hypot(127.5, 191.25)
+    assert v[INDEX["far_chroma"]] == pytest.approx(math.log10(1 + spread), abs=1e-3)
+    # one tint over the far field (a tinted fog, a colour cast): saturated, but no spread
+    tinted = np.full((H, W, 3), (200, 170, 210), np.uint8)
+    v = props_of(tinted)
+    assert v[INDEX["far_saturation"]] == pytest.approx(math.log10(40 / 210), abs=2e-3)
+    assert v[INDEX["far_chroma"]] == pytest.approx(0.0, abs=1e-2)
 
 
 def test_stripes_give_the_hand_computed_laplacian_variance() -> None:

@@ -39,7 +39,7 @@ def test_profile_next_to_the_model(assets: Path) -> None:
     prof = json.loads((assets / "models" / "perception.monitor.json").read_text())
     assert prof["schema"] == "perception-monitor-profile/1"
     assert prof["source"]["split"] == "train" and prof["source"]["frames"] == 10
-    assert {"brightness", "sky_saturation", "lanes", "lane_conf", "obstacles"} <= set(
+    assert {"brightness", "far_saturation", "lanes", "lane_conf", "obstacles"} <= set(
         prof["properties"]
     )
     assert len(prof["model"]["sha256"]) == 64 and prof["config"]["window"] == 60

@@ -1,10 +1,11 @@
 """The monitor's proofs on small simulated data (issue 14), each printed as it is measured:
 
-* against a profile built from clear-weather day clips only, night clips alert within 100
-  frames of the switch from day, and held-out day clips stay ok in >= 99 % of windows (each
-  held-out clip its own stream: a window of one scene, the hard case). Fog clips did too
-  (three of four) while the simulator fogged by row; with fog by distance none does: an open
-  regression, kept as a strict xfail below;
+* against a profile built from clear-weather day clips only, night and fog clips alert within
+  100 frames of the switch from day (all night clips, all fog clips but at most one), and
+  held-out day clips stay ok in >= 99 % of windows (each held-out clip its own stream: a
+  window of one scene, the hard case). Fog is caught by the far field's colour
+  (far_saturation, far_chroma): since the simulator fogs each pixel by its distance, the near
+  field keeps its contrast and colour and no whole-image property leaves the day range;
 * a camera pitched 3 degrees more shows in the lanes' pitch within 200 frames, and the
   unmoved cameras of the same drives do not alert;
 * a frozen camera (one frame repeated) is flagged within 10 frames.
@@ -110,18 +111,7 @@ def run(m: Monitor, root: Path, clips: list[str]) -> list[tuple[int, str]]:
     return out
 
 
-# Fog: an open regression of the proof, kept strict so that it shows the day it is fixed.
-# Since the simulator fogs each pixel by the distance of what it shows (it used to fog by row,
-# hiding everything above the horizon, near trucks and trees included), the near field of a
-# fog frame keeps its contrast and colour, and the image properties stay inside the day range:
-# 0 of these 4 fog clips alert (3 of 4 did on the row-based fog). What would lift it: a haze
-# property over the far field (contrast or the dark channel against distance), not yet built.
-FOG_OPEN = pytest.mark.xfail(strict=True, reason="realistic fog stays in the day range (issue)")
-
-
-@pytest.mark.parametrize(
-    ("kind", "need"), [("night", N_NIGHT), pytest.param("fog", N_FOG - 1, marks=FOG_OPEN)]
-)
+@pytest.mark.parametrize(("kind", "need"), [("night", N_NIGHT), ("fog", N_FOG - 1)])
 def test_night_and_fog_alert_within_100_frames_of_leaving_day(sim, profile, kind, need) -> None:
     delays = []
     for i, cid in enumerate(sim[kind]):
