@@ -13,7 +13,7 @@ import pytest
 from perception.cli import main
 from perception.dataset.schema import Dataset, FrameLabel, Lane, Obstacle
 from perception.evaluate import Frame, FrameResult
-from perception.evaluate.real import score_frame, vehicle_matches
+from perception.evaluate.real_scoring import score_frame, vehicle_matches
 from serving.contract import CLASS_NAMES
 from serving.geometry import Calib
 
@@ -59,7 +59,8 @@ def test_box_fit_by_hand():
     bottom on the label. On B a truck [200 -10 319 39]: 50 x 120, IoU about 0.57 -> height
     1.0, width 1.2, both edges 10 px higher (-0.2 of 50). Medians over the two pairs; the
     summary prints them."""
-    from perception.evaluate.real import box_fit, summarize, summary_markdown
+    from perception.evaluate.real import summary_markdown
+    from perception.evaluate.real_scoring import box_fit, summarize
 
     frame = _frame([[0, 0, 99, 99], [200, 0, 299, 49]])
     r = _result([[10, 20, 89, 99], [200, -10, 319, 39]], [CAR, TRUCK], [0.9, 0.8])
@@ -74,6 +75,28 @@ def test_box_fit_by_hand():
     text = summary_markdown(doc)
     assert "| 0.90 x 1.00 (2) |" in text and "| +0.00 / -0.10 |" in text
     assert box_fit(frame, _result([], [], [])) == []
+
+
+def test_recall_by_coco_size_by_hand():
+    """Labels of 100 x 100 (area 10,000: large, from 96 x 96), 40 x 30 (1,200: medium, from
+    32 x 32) and 20 x 20 px (400: small), inclusive corners; predictions on the large one and
+    2 px off the small one (IoU about 0.8: found); shifted 10 px instead (IoU 1/3), the small
+    one is missed."""
+    from perception.evaluate.real import summary_markdown
+    from perception.evaluate.real_scoring import by_size, summarize
+
+    frame = _frame([[0, 0, 99, 99], [300, 0, 339, 29], [500, 0, 519, 19]])
+    r = _result([[0, 0, 99, 99], [502, 0, 521, 19]], [CAR, CAR], [0.9, 0.8])
+    want = {"small": [1, 1], "medium": [0, 1], "large": [1, 1]}
+    assert by_size(frame, r) == want
+    miss = _result([[0, 0, 99, 99], [510, 0, 529, 19]], [CAR, CAR], [0.9, 0.8])
+    assert by_size(frame, miss)["small"] == [0, 1]
+    run = summarize([score_frame(frame, r, "x.jpg")], {"lanes": {}, "detection": None})
+    assert run["vehicles_by_size_iou50"] == want
+    run["lanes"] = {"accuracy": 1.0, "fp": 0.0, "fn": 0.0}
+    doc = {"model": "m", "frames": 1, "gt_lanes": 0, "gt_vehicles": 3, "lane_exist_threshold": 0.5,
+           "score_thresholds": {"car": 0.5}, "demo": run}  # fmt: skip
+    assert "| small 1/1, medium 0/1, large 1/1 |" in summary_markdown(doc)
 
 
 def test_perfect_lanes_score_perfectly():
