@@ -183,7 +183,8 @@ def load_profile(path: str | Path) -> MonitorProfile:
     except (ProfileError, TypeError) as err:
         raise ProfileError(f"{p}: config: {err}") from None
     unknown = sorted(set(raw["properties"]) - set(NAMES))
-    _need(not unknown, p, "properties", f"unknown {', '.join(unknown)}")
+    why = "a profile of another version? rebuild it with `perception monitor-profile`"
+    _need(not unknown, p, "properties", f"unknown {', '.join(unknown)} ({why})")
     props = tuple(n for n in NAMES if n in raw["properties"])
     rows = [_bins(p, n, raw["properties"][n]) for n in props]
     kinds = [raw["properties"][n]["kind"] for n in props]
