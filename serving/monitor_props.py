@@ -208,8 +208,8 @@ def _image_stats(
     out[2] = _log_var(t[4], t[5], gh * (w - 2))
     out[3] = _log_var(far[0], far[1], third * (w - 2))
     out[4] = sat[0] / n
-    out[5] = math.log10(max(sat[1] / (upper * w), SAT_FLOOR))
-    m = upper * w
+    m = upper * w  # pixels of the top two thirds
+    out[5] = math.log10(max(sat[1] / m, SAT_FLOOR))
     spread = chroma[1] / m - (chroma[0] / m) ** 2 + chroma[3] / m - (chroma[2] / m) ** 2
     out[6] = math.log10(1.0 + math.sqrt(max(spread, 0.0)))
     out[7] = t[2] / n

@@ -22,7 +22,8 @@ import numpy as np
 
 DEVICES = ("cpu", "cuda", "tensorrt", "auto")
 VARIANTS = ("fp32", "int8", "fp16")
-SIDE_BY_SIDE = ("pytorch", "fp32", "int8", "fp16", "naive")
+# int8+far: the INT8 model with the far-field pass (two INT8 inferences a frame, headless)
+SIDE_BY_SIDE = ("pytorch", "fp32", "int8", "int8+far", "fp16", "naive")
 
 
 class ProfileError(ValueError):

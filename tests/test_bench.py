@@ -177,12 +177,14 @@ def test_short_bench_run(bench_assets: Path, tmp_path: Path, capsys: pytest.Capt
     assert set(res["cold_start"]) >= {"session_s", "numba_s", "first_inference_s"}
     assert by["fp32"]["status"] == "ok" and by["fp32"]["lane_accuracy"] == 0.75
     assert by["fp32"]["map50"] == 0.4 and by["int8"]["lane_accuracy"] == "n/a"
-    for name in ("fp32+overlay", "fp32+overlay+throughput", "fp32+far", "int8", "naive",
-                 "pytorch"):  # fmt: skip
+    for name in ("fp32+overlay", "fp32+overlay+throughput", "fp32+far", "int8", "int8+far",
+                 "naive", "pytorch"):  # fmt: skip
         assert by[name]["status"] == "ok", by[name]["status"]
     # the far-field pass: a second inference a frame, no accuracy of its own in the table
     assert by["fp32+far"]["stages"]["infer"]["p50_ms"] > by["fp32"]["stages"]["infer"]["p50_ms"]
     assert by["fp32+far"]["map50"] == "n/a"
+    assert by["int8+far"]["stages"]["infer"]["p50_ms"] > by["int8"]["stages"]["infer"]["p50_ms"]
+    assert by["int8+far"]["file"].endswith("perception.int8.onnx")
     for name in ("fp32+overlay", "fp32+overlay+throughput"):  # both schedules draw and write
         overlay = by[name]["stages"]
         assert overlay["draw"]["p50_ms"] > 0 and overlay["write"]["p50_ms"] > 0

@@ -11,6 +11,8 @@ code and differs only where it says.
                        `perception demo --out` runs it: see serving/loop.py)
     <main>+far         headless, with the far-field pass (`perception demo --far-field`,
                        a crop half the frame wide: serving/farfield.py), two inferences
+    int8+far           the INT8 model with the far-field pass, headless: what the pass costs
+                       where the loop runs INT8 (two INT8 inferences against one FP32)
     pytorch            PyTorch eager instead of ONNX Runtime, headless
     naive              a typical demo script: cv2 + numpy stages (perception.bench.naive),
                        drawing and video writing in the same thread as inference

@@ -185,11 +185,11 @@ def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.1f} %"
 
 
-def _interval_text(m: dict[str, Any], key: str | None, name: str) -> str:
-    ci = m.get("interval95", {}).get(key) if key else None
-    if not ci:
+def _interval_text(m: dict[str, Any], key: str | None) -> str:
+    """The 95 % interval of the figure under key: a count per frame, else a share."""
+    if not key or not (ci := m.get("interval95", {}).get(key)):
         return "-"
-    if "/ frame" in name:
+    if "per_frame" in key:
         return f"{ci[0]:.2f} - {ci[1]:.2f}"
     return f"{100 * ci[0]:.1f} - {100 * ci[1]:.1f} %"
 
@@ -228,7 +228,7 @@ def summary_markdown(doc: dict[str, Any]) -> str:
         *(
             f"| {name} | "
             + " | ".join(get(doc[k]) for k in runs)
-            + f" | {_interval_text(doc['demo'], key, name)} |"
+            + f" | {_interval_text(doc['demo'], key)} |"
             for name, get, key in rows
         ),
         "",
