@@ -159,6 +159,9 @@ def test_short_bench_run(bench_assets: Path, tmp_path: Path, capsys: pytest.Capt
     (root / "reports" / "eval").mkdir(parents=True, exist_ok=True)
     metrics = {"model": {"lanes": {"accuracy": 0.75}, "detection": {"ap50": {"mean": 0.4}}}}
     (root / "reports" / "eval" / "metrics.json").write_text(json.dumps(metrics))
+    far = {"model": {"lanes": {"accuracy": 0.7}, "detection": {"ap50": {"mean": 0.5}}}}
+    (root / "reports" / "eval-int8-far").mkdir(exist_ok=True)
+    (root / "reports" / "eval-int8-far" / "metrics.json").write_text(json.dumps(far))
     out = tmp_path / "bench"
     extra = ["--out-dir", str(out), "--json", str(tmp_path / "copy.json")]
     assert _bench(root, HW / "cpu-2core.yaml", *extra, "--eval-dir", str(root / "reports")) == 0
@@ -183,8 +186,8 @@ def test_short_bench_run(bench_assets: Path, tmp_path: Path, capsys: pytest.Capt
     # the far-field pass: a second inference a frame, no accuracy of its own in the table
     assert by["fp32+far"]["stages"]["infer"]["p50_ms"] > by["fp32"]["stages"]["infer"]["p50_ms"]
     assert by["fp32+far"]["map50"] == "n/a"
-    assert by["int8+far"]["stages"]["infer"]["p50_ms"] > by["int8"]["stages"]["infer"]["p50_ms"]
     assert by["int8+far"]["file"].endswith("perception.int8.onnx")
+    assert (by["int8+far"]["lane_accuracy"], by["int8+far"]["map50"]) == (0.7, 0.5)  # evaluate-far
     for name in ("fp32+overlay", "fp32+overlay+throughput"):  # both schedules draw and write
         overlay = by[name]["stages"]
         assert overlay["draw"]["p50_ms"] > 0 and overlay["write"]["p50_ms"] > 0
@@ -250,3 +253,26 @@ def test_cuda_bench_run(bench_assets: Path, tmp_path: Path) -> None:
     res = json.loads((tmp_path / "bench.json").read_text())
     assert res["main_variant"] == "fp16" and res["providers_used"][0] != "CPUExecutionProvider"
     assert {v["name"]: v["status"] for v in res["variants"]}["fp16"] == "ok"
+
+
+def test_far_rows_run_the_far_field_pass(bench_assets: Path) -> None:
+    """Each variant's runtime: the +far rows with the crop half the frame wide, the others
+    without it, each on its own model file."""
+    from perception.bench.variants import Builder
+    from serving.config import Settings
+    from serving.geometry import Calib
+
+    profile = load_profile(HW / "cpu-2core.yaml")
+    b = Builder(profile, bench_assets / "models", Calib.default(), Settings(), False, 20.0)
+    try:
+        for name, far, file in (
+            ("int8+far", 640, "perception.int8.onnx"),
+            ("fp32+far", 640, "perception.onnx"),
+            ("int8", 0, "perception.int8.onnx"),
+        ):
+            v = b.build(name)
+            assert v.status == "ok", v.status
+            assert (v.runtime.far_field, Path(v.file).name) == (far, file)
+            v.close()
+    finally:
+        b.close()

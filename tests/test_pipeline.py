@@ -23,6 +23,7 @@ def test_dvc_repro_tiny_profile_then_up_to_date(tiny_pipeline_repo: Scratch) -> 
         "parity",
         "quantize",
         "evaluate-variant@int8",
+        "evaluate-far",
         "calibrate-real",
         "import-real",
         "evaluate-real",

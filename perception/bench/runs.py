@@ -30,7 +30,15 @@ from serving.stats import describe_ms
 
 BLOCK = 20  # frames per timed block of one variant
 # the checkpoint is scored through its FP32 ONNX export: one evaluation for both
-EVAL_DIRS = {"pytorch": "eval", "fp32": "eval", "int8": "eval-int8", "fp16": "eval-fp16"}
+# each variant's `perception evaluate` output under --eval-dir (the pipeline's stages); a
+# far-field row has accuracy only where a stage evaluates it with the pass (evaluate-far)
+EVAL_DIRS = {
+    "pytorch": "eval",
+    "fp32": "eval",
+    "int8": "eval-int8",
+    "fp16": "eval-fp16",
+    "int8+far": "eval-int8-far",
+}
 
 
 def load_frames(
@@ -138,13 +146,13 @@ def paced(v: Variant, frames: list[Frame], n: int, fps: float) -> dict[str, Any]
 
 def accuracy(eval_dir: Path | None, name: str) -> dict[str, Any]:
     """Lane accuracy and mean AP50 from `perception evaluate`'s metrics.json under eval_dir;
-    'n/a' when there is none for this variant (the far-field row: the pipeline's
-    evaluation runs without that pass)."""
+    'n/a' when there is none for this variant (fp32+far: the pipeline evaluates the far-field
+    pass with the INT8 model only)."""
     na = {"lane_accuracy": "n/a", "map50": "n/a", "metrics_file": None}
-    kind = name.split("+")[0]
-    if eval_dir is None or kind not in EVAL_DIRS or name.endswith(FAR):
+    key = name if name.endswith(FAR) else name.split("+")[0]
+    if eval_dir is None or key not in EVAL_DIRS:
         return na
-    path = eval_dir / EVAL_DIRS[kind] / "metrics.json"
+    path = eval_dir / EVAL_DIRS[key] / "metrics.json"
     try:
         d = json.loads(path.read_text())
         m = d.get("model") or [v for k, v in d.items() if k != "baseline"][-1]
