@@ -11,8 +11,11 @@ import onnxruntime as ort
 import pytest
 
 from perception.bench.naive import numpy_decode_lanes, numpy_nms_per_class
+from perception.bench.variants import Builder
 from perception.cli import main
+from serving.config import Settings
 from serving.contract import ModelContract
+from serving.geometry import Calib
 from serving.postprocess import decode_lanes, nms
 from serving.stats import describe
 from serving.target import ProfileError, fingerprint, load_profile
@@ -258,10 +261,6 @@ def test_cuda_bench_run(bench_assets: Path, tmp_path: Path) -> None:
 def test_far_rows_run_the_far_field_pass(bench_assets: Path) -> None:
     """Each variant's runtime: the +far rows with the crop half the frame wide, the others
     without it, each on its own model file."""
-    from perception.bench.variants import Builder
-    from serving.config import Settings
-    from serving.geometry import Calib
-
     profile = load_profile(HW / "cpu-2core.yaml")
     b = Builder(profile, bench_assets / "models", Calib.default(), Settings(), False, 20.0)
     try:
