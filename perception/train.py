@@ -151,7 +151,12 @@ def _build(data: str, splits_path: str, p: TrainParams, progress: bool) -> Run:
     d.progress = progress
     torch.manual_seed(p.seed)
     splits = load_splits(splits_path)
-    cfg = NetConfig(backbone=p.backbone, freeze_blocks=p.freeze_blocks, det_stride=p.det_stride)
+    cfg = NetConfig(
+        backbone=p.backbone,
+        freeze_blocks=p.freeze_blocks,
+        det_stride=p.det_stride,
+        lane_cells=p.lane_cells,
+    )
     contract = contract_for(cfg)
     limit = p.max_frames or None
     frames = FrameStream if p.stream else FrameCache  # from disk in the loader, or in memory

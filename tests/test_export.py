@@ -59,21 +59,23 @@ def test_parity_on_real_frames(exported: dict[str, Path]) -> None:
 def test_a_stride_4_model_exports_its_stride_with_parity(
     exported: dict[str, Path], tmp_path: Path
 ) -> None:
-    """det_stride 4 (the obstacle heads one level further up the neck): the contract in the
-    ONNX file says stride 4, the engine's heatmap has that grid, the decode agrees with
-    PyTorch's."""
+    """det_stride 4 (the obstacle heads one level further up the neck) and 30 lane cells: the
+    contract in the ONNX file says stride 4 and 30 cells, the engine's heatmap and lane
+    logits have those shapes, the decode agrees with PyTorch's."""
     from perception.model.net import NetConfig, contract_for
 
-    cfg = NetConfig(det_stride=4)
+    cfg = NetConfig(det_stride=4, lane_cells=30)
     torch.manual_seed(1)
     net = PerceptionNet(contract_for(cfg), cfg).eval()
-    save_atomic(model_file(net, TrainParams(det_stride=4), {}), tmp_path / "model.pt")
+    params = TrainParams(det_stride=4, lane_cells=30)
+    save_atomic(model_file(net, params, {}), tmp_path / "model.pt")
     onnx_path = export_onnx(tmp_path / "model.pt", tmp_path / "s4.onnx", {})
     c = read_contract(onnx_path)
     assert c.stride == 4 and c.grid == (c.input_height // 4, c.input_width // 4)
+    assert c.lane_cells == 30
     frames = parity_frames(str(exported["data"]), Dataset(exported["data"]).clip_ids(), 4)
     out = Engine(onnx_path, "cpu", threads=1).run(Preprocessor(c)(frames[0]))
-    assert out.heatmap.shape[-2:] == c.grid
+    assert out.heatmap.shape[-2:] == c.grid and out.lane_logits.shape[-1] == 31
     report = check_parity(tmp_path / "model.pt", onnx_path, frames)
     assert report["ok"], report
 

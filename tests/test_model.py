@@ -182,6 +182,9 @@ def test_affine_moves_labels_with_the_pixels_hand_computed() -> None:
     # lane: source points (300, 300), (320, 200) -> (500, 550), (540, 350); the anchor rows
     # are 0.5 * 500 = 250 (outside 350..550: no point) and 0.7 * 500 = 350 -> x 540 -> cell 54
     assert t.lane_cls[0].tolist() == [c.lane_cells, 54]
+    # ... and the expectation's target is that x unquantised, in cells from cell 0's centre:
+    # 540 / 1000 * 100 - 0.5 = 53.5 (0 on the row without a point)
+    assert t.lane_pos[0].tolist() == [0.0, 53.5]
     # the image moves the same way: a bright source pixel at (300, 200) lands at (500, 350)
     m = aff.matrix(1.0, 1.0)
     np.testing.assert_allclose(m @ np.array([300.0, 200.0, 1.0]), [500.0, 350.0])
@@ -272,3 +275,32 @@ def test_resume_refuses_a_missing_checkpoint_or_other_epochs(
     (tmp_path / "ck.pt").write_bytes(b"PK\x03\x04 not really a zip")
     code, err = _train_cli(tiny, tmp_path, capsys, "--resume")
     assert code == 2 and "ck.pt: not a readable" in err and err.strip().count("\n") == 0
+
+
+def test_lane_regression_targets_the_exact_position_not_the_cell() -> None:
+    """Logits whose softmax expectation sits exactly on a lane between two cell centres: the
+    lane loss's regression terms are zero against the true position (x = 540 of 1000 with
+    100 cells: 53.5 cells from cell 0's centre), and half a cell (0.5 / 100 * 10) higher
+    against the cell index the classification uses (54). Quantised targets would teach the
+    expectation cell centres, up to half a cell off."""
+    from perception.model.targets import lane_cells, lane_positions
+
+    cells, xs = 100, np.full(3, 540.0)  # three rows, so that the shape term is active too
+    gt_cls = torch.from_numpy(lane_cells(xs, 1000.0, cells)).view(1, 1, 3)
+    gt_pos = torch.from_numpy(lane_positions(xs, 1000.0, cells)).view(1, 1, 3)
+    assert gt_cls.flatten().tolist() == [54] * 3 and gt_pos.flatten().tolist() == [53.5] * 3
+    logits = torch.full((1, 1, 3, cells + 1), -50.0)
+    logits[..., 53] = logits[..., 54] = 10.0  # expectation 53.5 on every row
+    exist, gt_exist = torch.ones(1, 1), torch.ones(1, 1)
+    exact = losses.lanes(logits, exist, gt_cls, gt_exist, gt_pos)
+    quantised = losses.lanes(logits, exist, gt_cls, gt_exist, gt_cls.float())
+    assert float(quantised - exact) == pytest.approx(0.5 / cells * 10, abs=1e-5)
+
+
+def test_lane_positions_stay_where_an_expectation_can_reach() -> None:
+    """Points in the outer half cells are clipped to the first and last centres (0, G-1); rows
+    without a point (x < 0 or past the width) read 0, masked by the cell target."""
+    from perception.model.targets import lane_positions
+
+    got = lane_positions(np.array([1.0, 998.0, -2.0, 1000.0, 255.0]), 1000.0, 50)
+    np.testing.assert_allclose(got, [0.0, 49.0, 0.0, 0.0, 12.25])

@@ -63,3 +63,11 @@ def test_a_det_stride_other_than_4_or_8_is_a_one_line_params_error() -> None:
     assert section({"train": {"det_stride": 8}}, TrainParams).det_stride == 8
     with pytest.raises(UserError, match=r"^params: train.det_stride = 6: 4 or 8$"):
         section({"train": {"det_stride": 6}}, TrainParams)
+
+
+def test_lane_cells_out_of_range_is_a_one_line_params_error() -> None:
+    from perception.params import TrainParams
+
+    assert section({"train": {"lane_cells": 100}}, TrainParams).lane_cells == 100
+    with pytest.raises(UserError, match=r"^params: train.lane_cells = 1: 2 to 1000$"):
+        section({"train": {"lane_cells": 1}}, TrainParams)

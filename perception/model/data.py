@@ -170,6 +170,7 @@ class TrainSet(TorchDataset):
             "box": torch.from_numpy(t.box),
             "box_mask": torch.from_numpy(t.box_mask),
             "lane_cls": torch.from_numpy(t.lane_cls),
+            "lane_pos": torch.from_numpy(t.lane_pos),
             "lane_exist": torch.from_numpy(t.lane_exist),
         }
 

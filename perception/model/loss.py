@@ -36,11 +36,18 @@ def box_regression(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> 
 
 
 def lanes(
-    logits: torch.Tensor, exist: torch.Tensor, gt_cls: torch.Tensor, gt_exist: torch.Tensor
+    logits: torch.Tensor,
+    exist: torch.Tensor,
+    gt_cls: torch.Tensor,
+    gt_exist: torch.Tensor,
+    gt_pos: torch.Tensor,
 ) -> torch.Tensor:
     """Row-anchor cross entropy, plus an L1 on the softmax expectation of the column (UFLD's
     trick for sub-cell precision), plus a shape term, plus existence BCE.
-    logits: (B, L, R, G+1); gt_cls: (B, L, R) cell index, G = no point.
+    logits: (B, L, R, G+1); gt_cls: (B, L, R) cell index, G = no point; gt_pos: (B, L, R)
+    the unquantised x in cells (targets.lane_positions), the expectation's target. UFLD
+    regresses the expectation to the cell index instead: it then learns cell centres and
+    keeps up to half a cell of quantisation error, which the exact position removes.
 
     The shape term is an L1 between the predicted and true second differences of the column
     along the rows, where three consecutive rows have a point: lanes are smooth curves, and
@@ -53,7 +60,7 @@ def lanes(
     pos = (prob * torch.arange(cells, device=logits.device)).sum(-1)  # (B, L, R) cells
     if not has.any():
         return ce + 0.5 * F.binary_cross_entropy(exist.clamp(1e-4, 1 - 1e-4), gt_exist)
-    gt = gt_cls.float()
+    gt = gt_pos.float()
     loc = F.l1_loss(pos[has], gt[has]) / cells * 10
     run3 = has[..., :-2] & has[..., 1:-1] & has[..., 2:]
     d2 = pos[..., :-2] - 2 * pos[..., 1:-1] + pos[..., 2:]
@@ -70,7 +77,11 @@ def total(
         "heatmap": focal_heatmap(out.heatmap.float(), batch["heat"]),
         "box": box_regression(out.box.float(), batch["box"], batch["box_mask"]),
         "lanes": lanes(
-            out.lane_logits.float(), out.lane_exist.float(), batch["lane_cls"], batch["lane_exist"]
+            out.lane_logits.float(),
+            out.lane_exist.float(),
+            batch["lane_cls"],
+            batch["lane_exist"],
+            batch["lane_pos"],
         ),
     }
     loss = parts["heatmap"] + 2.0 * parts["box"] + parts["lanes"]

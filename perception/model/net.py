@@ -39,6 +39,9 @@ class NetConfig:
     # backbone's stride-4 features, at half its width (the heads' convolution costs what
     # the stride-8 one does), for the small far objects a stride-8 cell is wider than
     det_stride: int = 8
+    # column cells of the row-anchor lane classifier (G): its last layer is hidden x L*R*(G+1),
+    # the largest single weight matrix of the network, streamed from memory every frame
+    lane_cells: int = 100
 
 
 def contract_for(cfg: NetConfig) -> ModelContract:
@@ -49,8 +52,10 @@ def contract_for(cfg: NetConfig) -> ModelContract:
     if cfg.backbone == "lite0":
         from perception.model.lite0 import MEAN, STD
 
-        return ModelContract(mean=(MEAN,) * 3, std=(STD,) * 3, stride=cfg.det_stride)
-    return ModelContract(stride=cfg.det_stride)
+        return ModelContract(
+            mean=(MEAN,) * 3, std=(STD,) * 3, stride=cfg.det_stride, lane_cells=cfg.lane_cells
+        )
+    return ModelContract(stride=cfg.det_stride, lane_cells=cfg.lane_cells)
 
 
 def _stage(cin: int, cout: int, blocks: int) -> nn.Sequential:

@@ -1,7 +1,10 @@
 """Labels (source-image pixels) -> training targets on the model's grids, and back.
 
 Lanes: per slot and row anchor, the index of the column cell that holds the lane's x
-(0..G-1), or G where the lane has no point on that row; existence per slot.
+(0..G-1), or G where the lane has no point on that row (the classification target); the
+same x in cell units, unquantised (the expectation's regression target: quantised to the
+cell index, it would pin the expectation to cell centres, an error of up to half a cell);
+existence per slot.
 Obstacles: a Gaussian bump per object on its class's heatmap at the centre of its (clipped)
 box, and the distances from that cell's centre to the box edges, in input pixels.
 
@@ -25,6 +28,7 @@ class Targets:
     box: np.ndarray  # float32[4, h, w] l t r b input pixels (valid where mask)
     box_mask: np.ndarray  # float32[h, w] 1 at object centre cells
     lane_cls: np.ndarray  # int64[L, R] cell index, G = no point
+    lane_pos: np.ndarray  # float32[L, R] x in cells, centre convention (0 = cell 0's centre)
     lane_exist: np.ndarray  # float32[L]
 
 
@@ -34,6 +38,15 @@ def lane_cells(xs: np.ndarray, width: float, cells: int) -> np.ndarray:
     ok = (xs >= 0) & (xs < width)
     out[ok] = np.minimum((xs[ok] / width * cells).astype(np.int64), cells - 1)
     return out
+
+
+def lane_positions(xs: np.ndarray, width: float, cells: int) -> np.ndarray:
+    """xs float[R] source pixels -> float32[R] the same x in cells, measured from the first
+    cell's centre (x = (pos + 0.5) * width / cells, the decode's convention), kept within
+    0..G-1 where a softmax expectation over the cells can reach; 0 where there is no point
+    (lane_cells says which rows have one)."""
+    pos = np.clip(np.asarray(xs, np.float64) / width * cells - 0.5, 0.0, cells - 1.0)
+    return np.where((xs >= 0) & (xs < width), pos, 0.0).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -123,6 +136,7 @@ def encode(
     rows = np.asarray(c.row_anchors) * src_h
     slots = list(c.lane_slots)
     lane_cls = np.full((len(slots), len(rows)), c.lane_cells, np.int64)
+    lane_pos = np.zeros((len(slots), len(rows)), np.float32)
     exist = np.zeros(len(slots), np.float32)
     swap = {
         "ego_left": "ego_right",
@@ -138,8 +152,9 @@ def encode(
         xs = lane_xs_at_anchors(x_at_h, h_samples, rows, aff)
         k = slots.index(slot)
         lane_cls[k] = lane_cells(xs, src_w, c.lane_cells)
+        lane_pos[k] = lane_positions(xs, src_w, c.lane_cells)
         exist[k] = float((lane_cls[k] < c.lane_cells).sum() >= 2)
-    return Targets(heat, box, mask, lane_cls, exist)
+    return Targets(heat, box, mask, lane_cls, lane_pos, exist)
 
 
 def logits_from_targets(t: Targets, c: ModelContract, sharp: float = 30.0) -> np.ndarray:
