@@ -124,7 +124,7 @@ class TrainParams:
     freeze_blocks: int = 4  # lite0: stem and this many blocks keep their ImageNet weights
     det_stride: int = 4  # obstacle heads' cell: 4 (small far objects) or 8 (net.NetConfig)
     stream: bool = False  # read frames from disk in the loader's workers (flat memory)
-    lane_cells: int = 50  # lane column cells (net.NetConfig): fewer = a smaller last layer
+    lane_cells: int = 32  # lane column cells (net.NetConfig): fewer = a smaller last layer
 
     def __post_init__(self) -> None:
         if self.det_stride not in (4, 8):
