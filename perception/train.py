@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
 from perception.dataset.split import load_splits
-from perception.errors import UserError
+from perception.errors import UserError, first_line
 from perception.model import loss as losses
 from perception.model.data import FrameCache, FrameStream, TrainSet
 from perception.model.files import load_model, load_torch_file, model_file, save_atomic
@@ -281,7 +281,7 @@ def _checkpoint(r: Run, state: TrainState, p: TrainParams) -> dict[str, Any]:
     weights so far."""
     gen = getattr(r.dl.sampler, "generator", None)
     return {
-        "format": "perception-checkpoint/2",
+        "format": "perception-checkpoint/3",
         "model": r.raw.state_dict(),
         "opt": r.opt.state_dict(),
         "sched": r.sched.state_dict(),
@@ -303,14 +303,20 @@ def _resume(path: str, r: Run, p: TrainParams) -> TrainState:
     if not Path(path).is_file():
         raise UserError(f"{path}: no checkpoint to resume from")
     ck = load_torch_file(path, r.d.device)
-    if ck.get("format") != "perception-checkpoint/2":
+    if ck.get("format") != "perception-checkpoint/3":
         raise UserError(f"{path}: not a checkpoint written by this version of perception train")
     if int(ck["epochs"]) != p.epochs:
         raise UserError(
             f"{path}: written by a run of {ck['epochs']} epochs, train.epochs is {p.epochs}; "
             "resume with the same epochs, or train afresh"
         )
-    r.raw.load_state_dict(ck["model"])
+    try:
+        r.raw.load_state_dict(ck["model"])
+    except RuntimeError as e:  # another network: train.lane_cells, det_stride, backbone, ...
+        raise UserError(
+            f"{path}: its network differs from this run's params ({first_line(e)[:80]}); "
+            "resume with the params that wrote it, or train afresh"
+        ) from None
     r.opt.load_state_dict(ck["opt"])
     r.sched.load_state_dict(ck["sched"])
     torch.set_rng_state(ck["torch_rng"])

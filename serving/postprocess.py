@@ -55,8 +55,8 @@ def _row_max(row: np.ndarray, n: int) -> float:
 
 @njit(cache=True, nogil=True, fastmath=True, inline="always")
 def _expected_cell(row: np.ndarray, best: float, cells: int, e: np.ndarray, bits: np.ndarray):
-    """Softmax expectation of the cell centre (c + 0.5) over row[:cells], whose max is best.
-    exp(d), d <= 0, as 2^k * 2^f with Cephes' exp2f polynomial for 2^f (|f| <= 0.5, relative
+    """(softmax expectation of the cell centre (c + 0.5) over row[:cells], whose max is best;
+    the sum of exp(row[c] - best) over the cells, for the "no point" test). exp(d), d <= 0, as 2^k * 2^f with Cephes' exp2f polynomial for 2^f (|f| <= 0.5, relative
     error ~1e-7) and 2^k from the exponent bits: two loops LLVM vectorises, where a call to
     libm's expf per cell cost 70 % of the decode."""
     for c in range(cells):
@@ -77,7 +77,7 @@ def _expected_cell(row: np.ndarray, best: float, cells: int, e: np.ndarray, bits
         w = e[c] * scale[c]
         total += w
         acc += w * (np.float32(c) + np.float32(0.5))
-    return acc / total
+    return acc / total, total
 
 
 LANE_FIT_MIN_POINTS = 5  # a lane with fewer points keeps its smoothed points, unfitted
@@ -153,8 +153,12 @@ def decode_lanes(
 ) -> None:
     """logits float32[L, R, G+1], exist float32[L] probabilities, rows float32[R] (the
     anchors' rows, any unit) -> out float32[L, R] x in pixels of an image `width` wide,
-    NO_POINT where the lane is absent or the row says none (the "no lane" logit above every
-    cell's).
+    NO_POINT where the lane is absent or the row says none: "no point" more likely than a
+    point in any cell, P(G) > P(cells 0..G-1 together), that is its logit above the cells'
+    logsumexp. (Not above every cell's logit alone: a row whose mass is spread over two
+    neighbouring cells is a point at their expectation. On the validation split, 32 cells:
+    lane accuracy / FP / FN 94.18 / 6.21 / 6.40 % with the argmax test, 94.63 / 5.89 / 5.95
+    with this one.)
 
     x is the softmax expectation over the G cells (sub-cell precision, as UFLD); a 3-tap
     moving average smooths sub-cell jitter at interior points of each run of rows; then, with
@@ -170,6 +174,7 @@ def decode_lanes(
     n_lanes, n_rows, n_cls = logits.shape
     cells = n_cls - 1
     cell_px = width / cells
+    log_cells = np.log(np.float32(cells))
     tmp = np.empty(n_rows, np.float32)
     e, bits = np.empty(cells, np.float32), np.empty(cells, np.int32)
     for lane in range(n_lanes):
@@ -179,9 +184,12 @@ def decode_lanes(
                 continue
             row = logits[lane, r]
             best = _row_max(row, cells)
-            if row[cells] > best:
+            if row[cells] - best > log_cells:  # "no point" outweighs all cells together
                 continue
-            tmp[r] = _expected_cell(row, best, cells, e, bits) * width / cells
+            x, total = _expected_cell(row, best, cells, e, bits)
+            if row[cells] - best > np.log(total):
+                continue
+            tmp[r] = x * width / cells
         for r in range(n_rows):
             x = tmp[r]
             # interior points only (at the ends of a run a 2-tap mean is biased on slopes),

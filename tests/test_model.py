@@ -4,6 +4,7 @@ and a 2-process DDP run of the tiny profile works on the CPU."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -42,9 +43,12 @@ def _iou(a: list[float], b: list[float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-@pytest.mark.parametrize("stride", [8, 4])
-def test_targets_round_trip_through_decode(tiny: Path, stride: int) -> None:
-    c = ModelContract(stride=stride)
+@pytest.mark.parametrize(("stride", "cells"), [(8, 100), (4, 32)])
+def test_targets_round_trip_through_decode(tiny: Path, stride: int, cells: int) -> None:
+    """Boxes and lanes encoded as targets and decoded as the loop decodes them land where the
+    labels put them: lanes to within the decode's smoothing and quadratic fit (the targets
+    hold the exact position, so no half-cell quantisation is left)."""
+    c = ModelContract(stride=stride, lane_cells=cells)
     checked_boxes = checked_points = checked_bends = 0
     for clip in Dataset(tiny).clips():
         w, h = clip.calib.image_width, clip.calib.image_height
@@ -89,11 +93,13 @@ def test_targets_round_trip_through_decode(tiny: Path, stride: int) -> None:
                 miss = np.abs(np.polyval(np.polyfit(rows[ok], truth[ok], 2), rows[ok]) - truth[ok])
                 fitted = miss.mean() < 1.5 * LANE_FIT_MAX_RESIDUAL_CELLS * 2 * half_cell
                 checked_bends += not fitted
-                # quantisation (half a cell) + smoothing of jitter (at most a sixth of a cell)
-                bound = half_cell * 4 / 3 + 0.5 + (miss.max() if fitted else 0.0)
+                # smoothing of jitter (at most a sixth of a cell) + the source pixel grid
+                bound = half_cell / 3 + 0.5 + (miss.max() if fitted else 0.0)
                 assert np.abs(pred.lanes.xs[k][ok] - truth[ok]).max() <= bound
                 checked_points += int(ok.sum())
-    assert checked_boxes > 20 and checked_points > 100 and checked_bends > 0
+    assert checked_boxes > 20 and checked_points > 100
+    if cells == 100:  # the tiny set's S-bends miss the fit gate's 6.4 px, not its 20 px at 32
+        assert checked_bends > 0
 
 
 def test_a_training_step_lowers_the_loss_on_a_fixed_batch(tiny: Path) -> None:
@@ -272,29 +278,39 @@ def test_resume_refuses_a_missing_checkpoint_or_other_epochs(
     assert _train_cli(tiny, tmp_path, capsys, "--stop-after", "1")[0] == 0
     code, err = _train_cli(tiny, tmp_path, capsys, "--resume", "--epochs", "3")
     assert code == 2 and "written by a run of 2 epochs" in err
+    params = tmp_path / "params.yaml"
+    written = params.read_text()
+    params.write_text(written.replace("max_frames: 12", "max_frames: 12, lane_cells: 20"))
+    code, err = _train_cli(tiny, tmp_path, capsys, "--resume")
+    assert code == 2 and "its network differs from this run's params" in err
+    assert err.strip().count("\n") == 0
+    params.write_text(written)
     (tmp_path / "ck.pt").write_bytes(b"PK\x03\x04 not really a zip")
     code, err = _train_cli(tiny, tmp_path, capsys, "--resume")
     assert code == 2 and "ck.pt: not a readable" in err and err.strip().count("\n") == 0
 
 
 def test_lane_regression_targets_the_exact_position_not_the_cell() -> None:
-    """Logits whose softmax expectation sits exactly on a lane between two cell centres: the
-    lane loss's regression terms are zero against the true position (x = 540 of 1000 with
-    100 cells: 53.5 cells from cell 0's centre), and half a cell (0.5 / 100 * 10) higher
-    against the cell index the classification uses (54). Quantised targets would teach the
-    expectation cell centres, up to half a cell off."""
+    """A curved lane over three rows, x = 527.5, 545, 565 of 1000 px with 100 cells: exact
+    positions 52.25, 54.0, 56.0 cells (from cell 0's centre), cells 52, 54, 56. Logits whose
+    softmax expectation is exactly there (0.75 / 0.25 on cells 52 / 53 in the first row)
+    make the regression and shape terms zero against the exact targets; against the cell
+    indices (UFLD's target) the L1 adds 0.25 / 3 cells and the second difference 0.25 cells,
+    each scaled by 10 / cells: 0.0333 more, with the same cross entropy."""
     from perception.model.targets import lane_cells, lane_positions
 
-    cells, xs = 100, np.full(3, 540.0)  # three rows, so that the shape term is active too
+    cells, xs = 100, np.array([527.5, 545.0, 565.0])
     gt_cls = torch.from_numpy(lane_cells(xs, 1000.0, cells)).view(1, 1, 3)
     gt_pos = torch.from_numpy(lane_positions(xs, 1000.0, cells)).view(1, 1, 3)
-    assert gt_cls.flatten().tolist() == [54] * 3 and gt_pos.flatten().tolist() == [53.5] * 3
+    assert gt_cls.flatten().tolist() == [52, 54, 56]
+    assert gt_pos.flatten().tolist() == [52.25, 54.0, 56.0]
     logits = torch.full((1, 1, 3, cells + 1), -50.0)
-    logits[..., 53] = logits[..., 54] = 10.0  # expectation 53.5 on every row
+    logits[0, 0, 0, 52], logits[0, 0, 0, 53] = math.log(0.75), math.log(0.25)
+    logits[0, 0, 1, 54] = logits[0, 0, 2, 56] = 0.0
     exist, gt_exist = torch.ones(1, 1), torch.ones(1, 1)
     exact = losses.lanes(logits, exist, gt_cls, gt_exist, gt_pos)
     quantised = losses.lanes(logits, exist, gt_cls, gt_exist, gt_cls.float())
-    assert float(quantised - exact) == pytest.approx(0.5 / cells * 10, abs=1e-5)
+    assert float(quantised - exact) == pytest.approx((0.25 / 3 + 0.25) * 10 / cells, abs=1e-5)
 
 
 def test_lane_positions_stay_where_an_expectation_can_reach() -> None:

@@ -69,5 +69,6 @@ def test_lane_cells_out_of_range_is_a_one_line_params_error() -> None:
     from perception.params import TrainParams
 
     assert section({"train": {"lane_cells": 100}}, TrainParams).lane_cells == 100
-    with pytest.raises(UserError, match=r"^params: train.lane_cells = 1: 2 to 1000$"):
-        section({"train": {"lane_cells": 1}}, TrainParams)
+    for bad in (1, 1001):
+        with pytest.raises(UserError, match=rf"^params: train.lane_cells = {bad}: 2 to 1000$"):
+            section({"train": {"lane_cells": bad}}, TrainParams)

@@ -80,20 +80,41 @@ def test_preprocess_agrees_with_opencv_resize() -> None:
 def test_decode_lanes_against_numpy() -> None:
     rng = np.random.default_rng(2)
     logits = rng.normal(0, 3, (4, 56, 101)).astype(np.float32)
+    logits[..., 100] += rng.uniform(0, 10, (4, 56)).astype(np.float32)  # "no point" wins some
     exist = np.array([0.9, 0.2, 0.7, 0.8], np.float32)
     got = np.empty((4, 56), np.float32)
     rows = np.arange(160, 720, 10, dtype=np.float32)
     decode_lanes(logits, exist, 0.5, 1280.0, rows, got, 0.0)  # no fit: per-row values
-    # reference without smoothing: softmax expectation over the cells where argmax != none
+    # reference without smoothing: softmax expectation over the cells where "no point" is
+    # less likely than the cells together
     e = np.exp(logits[..., :100] - logits.max(-1, keepdims=True))
     x = (e * (np.arange(100) + 0.5)).sum(-1) / e.sum(-1) * 1280 / 100
-    present = (logits.argmax(-1) != 100) & (exist[:, None] >= 0.5)
+    p_none = np.exp(logits[..., 100] - logits.max(-1)) / np.exp(
+        logits - logits.max(-1, keepdims=True)
+    ).sum(-1)
+    present = (p_none < 0.5) & (exist[:, None] >= 0.5)
     assert np.array_equal(got != NO_POINT, present)
+    assert (present & (logits.argmax(-1) == 100)).any()  # rows the argmax test would drop
+    assert (~present & (exist[:, None] >= 0.5)).any()  # and rows that are no point
     raw_or_smoothed = np.isclose(got, x, atol=1e-2)
     # smoothed points are the mean of three raw neighbours
     sm = np.zeros_like(x)
     sm[:, 1:-1] = (x[:, :-2] + x[:, 1:-1] + x[:, 2:]) / 3
     assert np.all(raw_or_smoothed | np.isclose(got, sm, atol=1e-2) | ~present)
+
+
+def test_a_row_split_over_two_cells_is_a_point() -> None:
+    """P = 0.3 / 0.3 on two neighbouring cells and 0.4 on "no point": the point is more
+    likely than not, at the two cells' expectation; P = 0.2 / 0.2 / 0.6 is no point."""
+    cells = 10
+    rows = np.array([0.0], np.float32)
+    for p_cell, want in ((0.3, 4.0 * 1280 / cells), (0.2, NO_POINT)):
+        logits = np.full((1, 1, cells + 1), -30.0, np.float32)
+        logits[0, 0, 3] = logits[0, 0, 4] = np.log(p_cell)
+        logits[0, 0, cells] = np.log(1 - 2 * p_cell)
+        got = np.empty((1, 1), np.float32)
+        decode_lanes(logits, np.ones(1, np.float32), 0.5, 1280.0, rows, got, 0.0)
+        assert got[0, 0] == pytest.approx(want, abs=1e-3)
 
 
 def test_fit_quadratic_hand_cases() -> None:

@@ -114,12 +114,15 @@ def numpy_decode_lanes(
     logits: np.ndarray, exist: np.ndarray, c: ModelContract, width: int
 ) -> np.ndarray:
     """logits float32[L, R, G+1] -> xs float32[L, R] pixels (softmax expectation over the G
-    cells), NO_POINT where the lane is absent or the 'no lane' class wins."""
+    cells), NO_POINT where the lane is absent or the 'no lane' class outweighs the cells
+    together (serving.postprocess.decode_lanes' rule)."""
     cells = logits.shape[2] - 1
-    e = np.exp(logits[:, :, :cells] - logits[:, :, :cells].max(2, keepdims=True))
-    prob = e / e.sum(2, keepdims=True)
-    xs = (prob * (np.arange(cells) + 0.5)).sum(2) * width / cells
-    absent = (logits.argmax(2) == cells) | (exist[:, None] < c.lane_exist_threshold)
+    best = logits[:, :, :cells].max(2, keepdims=True)
+    e = np.exp(logits[:, :, :cells] - best)
+    total = e.sum(2)
+    xs = (e * (np.arange(cells) + 0.5)).sum(2) / total * width / cells
+    none = logits[:, :, cells] - best[:, :, 0] > np.log(total)
+    absent = none | (exist[:, None] < c.lane_exist_threshold)
     return np.where(absent, NO_POINT, xs).astype(np.float32)
 
 

@@ -157,10 +157,20 @@ def encode(
     return Targets(heat, box, mask, lane_cls, lane_pos, exist)
 
 
-def logits_from_targets(t: Targets, c: ModelContract, sharp: float = 30.0) -> np.ndarray:
-    """Ideal lane logits for targets (used to check that decode inverts encode)."""
+def logits_from_targets(t: Targets, c: ModelContract) -> np.ndarray:
+    """Ideal lane logits for targets (to check that decode inverts encode): each row with a
+    point shares its probability between the two cells whose centres bracket the exact
+    position, so that the softmax expectation is that position; rows without one are all
+    "no point"."""
     n_l, n_r = t.lane_cls.shape
-    logits = np.full((n_l, n_r, c.lane_cells + 1), -sharp, np.float32)
-    for lane in range(n_l):
-        logits[lane, np.arange(n_r), t.lane_cls[lane]] = sharp
-    return logits
+    cells = c.lane_cells
+    prob = np.zeros((n_l, n_r, cells + 1), np.float64)
+    lo = np.minimum(np.floor(t.lane_pos).astype(np.int64), cells - 1)
+    frac = t.lane_pos - lo
+    has = t.lane_cls < cells
+    ll, rr = np.nonzero(has)
+    prob[ll, rr, lo[has]] += 1.0 - frac[has]
+    prob[ll, rr, np.minimum(lo[has] + 1, cells - 1)] += frac[has]
+    ll, rr = np.nonzero(~has)
+    prob[ll, rr, cells] = 1.0
+    return np.log(np.maximum(prob, 1e-12)).astype(np.float32)
