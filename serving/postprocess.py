@@ -56,9 +56,10 @@ def _row_max(row: np.ndarray, n: int) -> float:
 @njit(cache=True, nogil=True, fastmath=True, inline="always")
 def _expected_cell(row: np.ndarray, best: float, cells: int, e: np.ndarray, bits: np.ndarray):
     """(softmax expectation of the cell centre (c + 0.5) over row[:cells], whose max is best;
-    the sum of exp(row[c] - best) over the cells, for the "no point" test). exp(d), d <= 0, as 2^k * 2^f with Cephes' exp2f polynomial for 2^f (|f| <= 0.5, relative
-    error ~1e-7) and 2^k from the exponent bits: two loops LLVM vectorises, where a call to
-    libm's expf per cell cost 70 % of the decode."""
+    the sum of exp(row[c] - best) over the cells, for the "no point" test). exp(d), d <= 0,
+    as 2^k * 2^f with Cephes' exp2f polynomial for 2^f (|f| <= 0.5, relative error ~1e-7)
+    and 2^k from the exponent bits: two loops LLVM vectorises, where a call to libm's expf
+    per cell cost 70 % of the decode."""
     for c in range(cells):
         t = max((row[c] - best) * np.float32(1.4426950408889634), np.float32(-126.0))
         k = np.floor(t + np.float32(0.5))
