@@ -40,7 +40,9 @@ class NetConfig:
     # the stride-8 one does), for the small far objects a stride-8 cell is wider than
     det_stride: int = 8
     # column cells of the row-anchor lane classifier (G): its last layer is hidden x L*R*(G+1),
-    # the largest single weight matrix of the network, streamed from memory every frame
+    # the largest single weight matrix of the network, streamed from memory every frame. 100,
+    # the design before train.lane_cells (default 32), so that model files written before it,
+    # which do not store the field, load as what they are
     lane_cells: int = 100
 
 
