@@ -125,12 +125,15 @@ class TrainParams:
     det_stride: int = 4  # obstacle heads' cell: 4 (small far objects) or 8 (net.NetConfig)
     stream: bool = False  # read frames from disk in the loader's workers (flat memory)
     lane_cells: int = 32  # lane column cells (net.NetConfig): fewer = a smaller last layer
+    ema_decay: float = 0.0  # > 0: validate and ship an exponential moving average of the weights
 
     def __post_init__(self) -> None:
         if self.det_stride not in (4, 8):
             raise UserError(f"params: train.det_stride = {self.det_stride}: 4 or 8")
         if not 2 <= self.lane_cells <= 1000:
             raise UserError(f"params: train.lane_cells = {self.lane_cells}: 2 to 1000")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise UserError(f"params: train.ema_decay = {self.ema_decay}: 0 (off) to below 1")
 
 
 SECTIONS = (*SECTIONS, TrainParams)

@@ -22,6 +22,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
@@ -102,8 +103,10 @@ def _epoch(
     scaler: Any,
     d: Dist,
     desc: str,
+    ema: AveragedModel | None = None,
 ) -> dict[str, float]:
-    """One pass; trains when opt is given. Returns mean loss parts (this rank's share)."""
+    """One pass; trains when opt is given (and moves ema, the weights' moving average, after
+    each step). Returns mean loss parts (this rank's share)."""
     net.train(opt is not None)
     sums: dict[str, float] = {}
     n = 0
@@ -124,6 +127,8 @@ def _epoch(
             scaler.step(opt)
             scaler.update()
             sched.step()
+            if ema is not None:
+                ema.update_parameters(_unwrap(net))
         for k, v in {"loss": float(loss.detach()), **parts}.items():
             sums[k] = sums.get(k, 0.0) + v
         n += 1
@@ -143,6 +148,24 @@ class Run:
     scaler: Any
     dl: DataLoader
     vdl: DataLoader
+    ema: AveragedModel | None = None  # train.ema_decay > 0
+
+    @property
+    def shipped(self) -> nn.Module:
+        """The weights that are validated, kept as the best and written: the moving average
+        when there is one."""
+        return self.ema.module if self.ema is not None else self.raw
+
+
+def _unwrap(net: nn.Module) -> nn.Module:
+    return net.module if isinstance(net, DistributedDataParallel) else net
+
+
+def make_ema(net: nn.Module, decay: float) -> AveragedModel:
+    """An exponential moving average of net's weights and buffers (BatchNorm statistics
+    included), decay per optimiser step; its first update copies the weights. torch's own
+    AveragedModel: ema = decay * ema + (1 - decay) * weights (a lerp over every tensor)."""
+    return AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def _build(data: str, splits_path: str, p: TrainParams, progress: bool) -> Run:
@@ -173,7 +196,8 @@ def _build(data: str, splits_path: str, p: TrainParams, progress: bool) -> Run:
     steps = max(20, p.epochs * len(dl))  # OneCycleLR needs a few steps per phase
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, p.lr, total_steps=steps, pct_start=0.1)
     scaler = torch.amp.GradScaler(enabled=d.amp == torch.float16)
-    return Run(d, train_ds, raw, net, opt, sched, scaler, dl, vdl)
+    ema = make_ema(raw, p.ema_decay) if p.ema_decay > 0 else None
+    return Run(d, train_ds, raw, net, opt, sched, scaler, dl, vdl, ema)
 
 
 def train(
@@ -200,14 +224,15 @@ def train(
         r.train_ds.epoch = epoch
         if isinstance(r.dl.sampler, DistributedSampler):
             r.dl.sampler.set_epoch(epoch)
-        tr = _epoch(r.net, r.dl, r.opt, r.sched, r.scaler, d, f"epoch {epoch + 1}/{p.epochs}")
-        va = _epoch(r.net, r.vdl, None, None, None, d, "val")
+        desc = f"epoch {epoch + 1}/{p.epochs}"
+        tr = _epoch(r.net, r.dl, r.opt, r.sched, r.scaler, d, desc, r.ema)
+        va = _epoch(r.shipped, r.vdl, None, None, None, d, "val")
         # each rank saw its share of the frames: log and choose on the mean over the ranks
         tr, va = ({k: _all_mean(v, d) for k, v in x.items()} for x in (tr, va))
         va_loss = va["loss"]
         if va_loss < state.best_val:  # keep the weights that generalise best, not the last
             state.best_val, state.best_epoch = va_loss, epoch
-            state.best = {k: v.detach().clone() for k, v in r.raw.state_dict().items()}
+            state.best = {k: v.detach().clone() for k, v in r.shipped.state_dict().items()}
         state.epoch = epoch + 1
         if d.main:
             assert live is not None
@@ -242,8 +267,7 @@ def _log_epoch(
 
 def _finish(r: Run, state: TrainState, p: TrainParams, out: str, live: Any, minutes: float) -> None:
     """Write the best epoch's weights as the model; close the DVCLive run."""
-    if state.best is not None:
-        r.raw.load_state_dict(state.best)
+    r.raw.load_state_dict(state.best if state.best is not None else r.shipped.state_dict())
     # model.pt holds only what the inputs determine (no clock): the same code, params and
     # data give the same bytes, so a DVC remote filled anywhere serves everyone
     extra = {"history": state.history, "best_epoch": state.best_epoch}
@@ -281,7 +305,7 @@ def _checkpoint(r: Run, state: TrainState, p: TrainParams) -> dict[str, Any]:
     weights so far."""
     gen = getattr(r.dl.sampler, "generator", None)
     return {
-        "format": "perception-checkpoint/3",
+        "format": "perception-checkpoint/4",
         "model": r.raw.state_dict(),
         "opt": r.opt.state_dict(),
         "sched": r.sched.state_dict(),
@@ -293,6 +317,7 @@ def _checkpoint(r: Run, state: TrainState, p: TrainParams) -> dict[str, Any]:
         "history": state.history,
         "torch_rng": torch.get_rng_state(),
         "sampler_rng": gen.get_state() if gen is not None else None,
+        "ema": r.ema.state_dict() if r.ema is not None else None,
     }
 
 
@@ -303,7 +328,7 @@ def _resume(path: str, r: Run, p: TrainParams) -> TrainState:
     if not Path(path).is_file():
         raise UserError(f"{path}: no checkpoint to resume from")
     ck = load_torch_file(path, r.d.device)
-    if ck.get("format") != "perception-checkpoint/3":
+    if ck.get("format") != "perception-checkpoint/4":
         raise UserError(f"{path}: not a checkpoint written by this version of perception train")
     if int(ck["epochs"]) != p.epochs:
         raise UserError(
@@ -317,6 +342,14 @@ def _resume(path: str, r: Run, p: TrainParams) -> TrainState:
             f"{path}: its network differs from this run's params ({first_line(e)[:80]}); "
             "resume with the params that wrote it, or train afresh"
         ) from None
+    if (ck["ema"] is None) != (r.ema is None):
+        raise UserError(
+            f"{path}: written by a run with train.ema_decay "
+            f"{'0' if ck['ema'] is None else '> 0'}; resume with the params that wrote it, "
+            "or train afresh"
+        )
+    if r.ema is not None:
+        r.ema.load_state_dict(ck["ema"])
     r.opt.load_state_dict(ck["opt"])
     r.sched.load_state_dict(ck["sched"])
     torch.set_rng_state(ck["torch_rng"])

@@ -232,7 +232,10 @@ def _train_cli(
 
     params = tmp / "params.yaml"
     if not params.exists():
-        params.write_text("train: {epochs: 2, batch_size: 4, seed: 1, max_frames: 12}\n")
+        # the moving average on: a resumed run must carry it on exactly as well
+        params.write_text(
+            "train: {epochs: 2, batch_size: 4, seed: 1, max_frames: 12, ema_decay: 0.9}\n"
+        )
     capsys.readouterr()
     code = main([
         "train", "--data", str(tiny), "--splits", str(tmp / "splits.json"),
@@ -284,10 +287,34 @@ def test_resume_refuses_a_missing_checkpoint_or_other_epochs(
     code, err = _train_cli(tiny, tmp_path, capsys, "--resume")
     assert code == 2 and "its network differs from this run's params" in err
     assert err.strip().count("\n") == 0
+    params.write_text(written.replace("ema_decay: 0.9", "ema_decay: 0"))
+    code, err = _train_cli(tiny, tmp_path, capsys, "--resume")
+    assert code == 2 and "written by a run with train.ema_decay > 0" in err
+    assert err.strip().count("\n") == 0
     params.write_text(written)
     (tmp_path / "ck.pt").write_bytes(b"PK\x03\x04 not really a zip")
     code, err = _train_cli(tiny, tmp_path, capsys, "--resume")
     assert code == 2 and "ck.pt: not a readable" in err and err.strip().count("\n") == 0
+
+
+def test_the_moving_average_of_the_weights_follows_the_formula() -> None:
+    """train.ema_decay: the first update copies the weights, then ema = d * ema + (1 - d) *
+    weights after each step, BatchNorm statistics included. d = 0.75, a weight 1 -> 3 -> 5:
+    1, then 0.75 * 1 + 0.25 * 3 = 1.5, then 0.75 * 1.5 + 0.25 * 5 = 2.375; a running mean
+    0 -> 4 -> 8: 0, 1, 2.75."""
+    from perception.train import make_ema
+
+    net = torch.nn.Sequential(torch.nn.Linear(1, 1, bias=False), torch.nn.BatchNorm1d(1))
+    ema = make_ema(net, 0.75)
+    seen = []
+    for w, m in ((1.0, 0.0), (3.0, 4.0), (5.0, 8.0)):
+        with torch.no_grad():
+            net[0].weight.fill_(w)
+            net[1].running_mean.fill_(m)
+        ema.update_parameters(net)
+        seen.append((ema.module[0].weight.item(), ema.module[1].running_mean.item()))
+    assert seen == [(1.0, 0.0), (1.5, 1.0), (2.375, 2.75)]
+    assert net[0].weight.item() == 5.0  # the trained weights are not touched
 
 
 def test_lane_regression_targets_the_exact_position_not_the_cell() -> None:

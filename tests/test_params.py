@@ -72,3 +72,12 @@ def test_lane_cells_out_of_range_is_a_one_line_params_error() -> None:
     for bad in (1, 1001):
         with pytest.raises(UserError, match=rf"^params: train.lane_cells = {bad}: 2 to 1000$"):
             section({"train": {"lane_cells": bad}}, TrainParams)
+
+
+def test_ema_decay_out_of_range_is_a_one_line_params_error() -> None:
+    from perception.params import TrainParams
+
+    assert section({"train": {"ema_decay": 0.995}}, TrainParams).ema_decay == 0.995
+    for bad in (-0.1, 1.0):
+        with pytest.raises(UserError, match=rf"^params: train.ema_decay = {bad}: 0 \(off\)"):
+            section({"train": {"ema_decay": bad}}, TrainParams)
