@@ -232,7 +232,7 @@ def _train_cli(
 
     params = tmp / "params.yaml"
     if not params.exists():
-        # the moving average on: a resumed run must carry it on exactly as well
+        # the moving average on, so that a resume must carry it (see the refusal test)
         params.write_text(
             "train: {epochs: 2, batch_size: 4, seed: 1, max_frames: 12, ema_decay: 0.9}\n"
         )
@@ -246,8 +246,9 @@ def _train_cli(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9], ids=["last-weights", "moving-average"])
 def test_resume_gives_the_same_model_as_an_uninterrupted_run(
-    tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], ema_decay: float
 ) -> None:
     from perception.model.files import load_model
 
@@ -256,6 +257,10 @@ def test_resume_gives_the_same_model_as_an_uninterrupted_run(
         d = tmp_path / name
         d.mkdir()
         run_split(tiny, d / "splits.json", SplitParams(seed=1, val=0.2, test=0.2))
+        (d / "params.yaml").write_text(
+            "train: {epochs: 2, batch_size: 4, seed: 1, max_frames: 12, "
+            f"ema_decay: {ema_decay}}}\n"
+        )
         for extra in runs:
             code, err = _train_cli(tiny, d, capsys, *extra)
             assert code == 0, err
