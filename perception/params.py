@@ -112,7 +112,7 @@ class TrainParams:
 
     SECTION: ClassVar[str] = "train"
     seed: int = 7
-    epochs: int = 4
+    epochs: int = 5
     batch_size: int = 16
     lr: float = 0.002
     weight_decay: float = 0.0001
