@@ -53,8 +53,13 @@ def apply_camera(
         gy = y - glare_uv[1]
         ny = (y + noise_off[0]) % tn
         nx = noise_off[1] % tn  # (x + noise_off[1]) % tn, counted: no division a pixel
+        d_prev = np.float32(-1.0)
+        f = 0.0
         for x in range(w):
-            f = fog_scale * (1.0 - math.exp(-dist[y, x] * inv_visibility))
+            d = dist[y, x]
+            if d != d_prev:  # a row holds runs of one distance (the road, an object's face):
+                f = fog_scale * (1.0 - math.exp(-d * inv_visibility))  # one exp a run
+                d_prev = d
             lit = light[y, x] * (1.0 / LIGHT_ONE) * (1.0 - f)
             dx = x - cx
             vig = 1.0 - vignette * (dx * dx + dy * dy) * inv_r2
