@@ -190,3 +190,38 @@ def test_fog_follows_the_distance_of_what_a_pixel_shows() -> None:
             assert np.abs(top - fog).mean(axis=2).max() > 25.0, (seed, ob.track_id)
             checked += 1
     assert checked > 0, "no near vehicle reached above the horizon in these scenes"
+
+
+def test_the_camera_pass_matches_its_formula_pixel_by_pixel() -> None:
+    """apply_camera takes the fog's exponential once per run of equal distance along a row;
+    every pixel must still get its own distance's fog: rows of one distance each (a stale
+    value from the row above would be off by tens of grey levels), runs broken by objects,
+    and a distance repeated after another."""
+    from perception.sim.effects import LIGHT_ONE, apply_camera
+
+    rng = np.random.default_rng(3)
+    h, w = 24, 40
+    img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    light = rng.integers(40, 256, (h, w), dtype=np.uint8)
+    dist = np.repeat(np.linspace(5.0, 400.0, h, dtype=np.float32)[:, None], w, axis=1)
+    dist[3:9, 10:18] = 12.0  # an object's face
+    dist[5, 30:] = dist[5, 0]  # the row's road distance again after another run
+    fog = np.array([200.0, 198.0, 195.0], np.float32)
+    gain = np.array([1.1, 1.0, 0.9], np.float32)
+    glare_uv = np.array([30.0, 4.0])
+    noise = np.zeros((7, 7, 3), np.int8)
+    off = np.zeros(2, np.int64)
+    out = img.copy()
+    apply_camera(out, light, dist, 1 / 60.0, 1.0, fog, gain, 0.3, glare_uv, 50.0, 12.0, noise, off)
+
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    f = 1.0 - np.exp(-dist.astype(np.float64) / 60.0)
+    lit = light / LIGHT_ONE * (1.0 - f)
+    cx, cy = w / 2, h / 2
+    vig = 1.0 - 0.3 * ((xx - cx) ** 2 + (yy - cy) ** 2) / (cx * cx + cy * cy)
+    gl = 50.0 / (1.0 + ((xx - 30.0) ** 2 + (yy - 4.0) ** 2) / 144.0)
+    ref = (img * lit[..., None] + fog * f[..., None] + gl[..., None]) * gain * vig[..., None]
+    ref = np.clip(np.floor(ref + 0.5), 0, 255)
+    diff = np.abs(out.astype(np.int64) - ref.astype(np.int64))
+    assert diff.max() <= 1  # fastmath may round a half the other way, never more
+    assert (diff == 0).mean() > 0.99
