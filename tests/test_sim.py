@@ -12,6 +12,7 @@ import pytest
 
 from perception.dataset.schema import TAG_KEYS, Dataset
 from perception.sim.actors import Traffic
+from perception.sim.effects import LIGHT_ONE, apply_camera
 from perception.sim.generate import DataParams, generate
 from perception.sim.render import _CORNERS, Renderer
 from perception.sim.road import Road
@@ -197,8 +198,6 @@ def test_the_camera_pass_matches_its_formula_pixel_by_pixel() -> None:
     every pixel must still get its own distance's fog: rows of one distance each (a stale
     value from the row above would be off by tens of grey levels), runs broken by objects,
     and a distance repeated after another."""
-    from perception.sim.effects import LIGHT_ONE, apply_camera
-
     rng = np.random.default_rng(3)
     h, w = 24, 40
     img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
